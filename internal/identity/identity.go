@@ -53,8 +53,11 @@ type Key struct {
 	// ID is a public identifier for listing and deleting; not the secret.
 	ID string
 	// Hash is the hex SHA-256 of the secret key.
-	Hash      string
-	UserID    string
+	Hash   string
+	UserID string
+	// AppID is set for an app key, which acts only on that app; empty for a
+	// personal key, which acts on every app of its user.
+	AppID     string
 	Scopes    []string
 	CreatedAt time.Time
 }
