@@ -1,0 +1,308 @@
+// Package config is the configuration schema of collectord: defaults, loading
+// from a YAML file, the environment and flags, and validation.
+//
+// Precedence, lowest first: defaults, the file given with --config, COLLECTORD_*
+// environment variables, then command-line flags.
+package config
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+
+	"sigs.k8s.io/yaml"
+)
+
+// Config is the whole configuration of one collectord process.
+type Config struct {
+	// DataDir holds the embedded SQLite database, the embedded JetStream store
+	// and the local app's input files.
+	DataDir string `json:"data_dir"`
+
+	// ExtProc is the Envoy-facing ext_proc gRPC server.
+	ExtProc ExtProcConfig `json:"extproc"`
+	// API is the management API (REST and gRPC).
+	API APIConfig `json:"api"`
+	// Admin serves /healthz, /readyz and /metrics.
+	Admin AdminConfig `json:"admin"`
+	// Proxy is the optional reverse-proxy interceptor for use without Envoy.
+	Proxy ProxyConfig `json:"proxy"`
+	// Capture sets the limits of the capture engine.
+	Capture CaptureConfig `json:"capture"`
+	// Identity sets how the caller of a predict is resolved.
+	Identity IdentityConfig `json:"identity"`
+	// Ingest sets the JetStream queue and the delivery workers.
+	Ingest IngestConfig `json:"ingest"`
+	// Log sets the log level and format.
+	Log LogConfig `json:"log"`
+
+	// DrainTimeout bounds the graceful drain after SIGTERM: stop taking
+	// streams, flush the hand-off into JetStream, finish in-flight batches.
+	DrainTimeout Duration `json:"drain_timeout"`
+}
+
+// ExtProcConfig configures the ext_proc server.
+type ExtProcConfig struct {
+	// Listen is a host:port, or unix:PATH for a Unix domain socket.
+	Listen string `json:"listen"`
+}
+
+// APIConfig configures the management API listeners.
+type APIConfig struct {
+	// Listen is the host:port of the REST API.
+	Listen string `json:"listen"`
+	// GRPCListen is the host:port of the API over gRPC (clarifai.api.V2).
+	GRPCListen string `json:"grpc_listen"`
+}
+
+// AdminConfig configures the admin listener.
+type AdminConfig struct {
+	// Listen is the host:port of /healthz, /readyz and /metrics.
+	Listen string `json:"listen"`
+}
+
+// ProxyConfig configures the reverse-proxy interceptor. It runs only when
+// both fields are set.
+type ProxyConfig struct {
+	// Listen is the host:port the interceptor serves HTTP/1.1 and h2c on.
+	Listen string `json:"listen"`
+	// Upstream is the http:// URL of the model server behind the interceptor.
+	Upstream string `json:"upstream"`
+}
+
+// CaptureConfig sets the limits of the capture engine.
+type CaptureConfig struct {
+	// MaxCaptureBytes caps the request plus response body bytes kept per
+	// exchange; larger predicts pass through uncaptured and are counted.
+	MaxCaptureBytes int64 `json:"max_capture_bytes"`
+	// Assemblers is the number of goroutines that parse finished exchanges.
+	Assemblers int `json:"assemblers"`
+	// QueueSize bounds finished exchanges waiting for an assembler.
+	QueueSize int `json:"queue_size"`
+}
+
+// IdentityConfig sets how callers are resolved.
+type IdentityConfig struct {
+	// TrustedHeader names a request header that carries the caller's user ID.
+	// Empty (the default) turns it off. Set it only when Envoy strips that
+	// header from client requests, or any client can claim any user.
+	TrustedHeader string `json:"trusted_header"`
+	// KeyCacheTTL is how long a resolved API key stays cached.
+	KeyCacheTTL Duration `json:"key_cache_ttl"`
+}
+
+// IngestConfig sets the queue and delivery.
+type IngestConfig struct {
+	// HandoffSize bounds records waiting to be published to JetStream; a full
+	// hand-off drops and counts, it never blocks a predict.
+	HandoffSize int `json:"handoff_size"`
+	// MaxStoreBytes caps the capture stream on disk; when full, new captures
+	// are rejected and counted, accepted ones are never evicted.
+	MaxStoreBytes int64 `json:"max_store_bytes"`
+	// Workers is the number of delivery workers.
+	Workers int `json:"workers"`
+	// BatchSize is the maximum number of inputs per post (at most 128).
+	BatchSize int `json:"batch_size"`
+	// RemoteBaseURL, when set, delivers to a Clarifai-compatible API at this
+	// base URL instead of the built-in local app.
+	RemoteBaseURL string `json:"remote_base_url"`
+	// RemoteTimeout bounds one post to the remote API.
+	RemoteTimeout Duration `json:"remote_timeout"`
+}
+
+// LogConfig sets logging.
+type LogConfig struct {
+	// Level is debug, info, warn or error.
+	Level string `json:"level"`
+	// Format is text or json.
+	Format string `json:"format"`
+}
+
+// Default returns the configuration used when nothing is set.
+func Default() Config {
+	return Config{
+		DataDir: "./collectord-data",
+		ExtProc: ExtProcConfig{Listen: "127.0.0.1:50051"},
+		API:     APIConfig{Listen: "127.0.0.1:8080", GRPCListen: "127.0.0.1:8081"},
+		Admin:   AdminConfig{Listen: "127.0.0.1:9090"},
+		Capture: CaptureConfig{
+			MaxCaptureBytes: 16 << 20,
+			Assemblers:      2,
+			QueueSize:       1024,
+		},
+		Identity: IdentityConfig{KeyCacheTTL: Duration(time.Minute)},
+		Ingest: IngestConfig{
+			HandoffSize:   8192,
+			MaxStoreBytes: 1 << 30,
+			Workers:       2,
+			BatchSize:     128,
+			RemoteTimeout: Duration(30 * time.Second),
+		},
+		Log:          LogConfig{Level: "info", Format: "text"},
+		DrainTimeout: Duration(20 * time.Second),
+	}
+}
+
+// LoadFile merges the YAML file at path into c. Unknown fields are errors.
+func (c *Config) LoadFile(path string) error {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return fmt.Errorf("read config file: %w", err)
+	}
+	if err := yaml.UnmarshalStrict(data, c); err != nil {
+		return fmt.Errorf("parse config file %s: %w", path, err)
+	}
+	return nil
+}
+
+// Validate checks every field and names the first invalid one.
+func (c *Config) Validate() error {
+	var errs []error
+	check := func(field string, err error) {
+		if err != nil {
+			errs = append(errs, fmt.Errorf("config field %s: %w", field, err))
+		}
+	}
+
+	if c.DataDir == "" {
+		check("data_dir", errors.New("must not be empty"))
+	}
+	check("extproc.listen", validateListen(c.ExtProc.Listen, true))
+	check("api.listen", validateListen(c.API.Listen, false))
+	if c.API.GRPCListen != "" {
+		check("api.grpc_listen", validateListen(c.API.GRPCListen, false))
+	}
+	check("admin.listen", validateListen(c.Admin.Listen, false))
+	check("proxy", c.Proxy.validate())
+
+	if c.Capture.MaxCaptureBytes <= 0 {
+		check("capture.max_capture_bytes", errors.New("must be positive"))
+	}
+	if c.Capture.Assemblers <= 0 {
+		check("capture.assemblers", errors.New("must be positive"))
+	}
+	if c.Capture.QueueSize <= 0 {
+		check("capture.queue_size", errors.New("must be positive"))
+	}
+	if c.Identity.TrustedHeader != "" && strings.ContainsAny(c.Identity.TrustedHeader, " :") {
+		check("identity.trusted_header", fmt.Errorf("%q is not a header name", c.Identity.TrustedHeader))
+	}
+	if c.Ingest.HandoffSize <= 0 {
+		check("ingest.handoff_size", errors.New("must be positive"))
+	}
+	if c.Ingest.MaxStoreBytes <= 0 {
+		check("ingest.max_store_bytes", errors.New("must be positive"))
+	}
+	if c.Ingest.Workers <= 0 {
+		check("ingest.workers", errors.New("must be positive"))
+	}
+	if c.Ingest.BatchSize <= 0 || c.Ingest.BatchSize > 128 {
+		check("ingest.batch_size", fmt.Errorf("%d is outside 1..128", c.Ingest.BatchSize))
+	}
+	if c.Ingest.RemoteBaseURL != "" {
+		check("ingest.remote_base_url", validateHTTPURL(c.Ingest.RemoteBaseURL))
+	}
+	if c.Ingest.RemoteTimeout <= 0 {
+		check("ingest.remote_timeout", errors.New("must be positive"))
+	}
+	switch c.Log.Level {
+	case "debug", "info", "warn", "error":
+	default:
+		check("log.level", fmt.Errorf("%q is not one of debug, info, warn, error", c.Log.Level))
+	}
+	switch c.Log.Format {
+	case "text", "json":
+	default:
+		check("log.format", fmt.Errorf("%q is not one of text, json", c.Log.Format))
+	}
+	if c.DrainTimeout <= 0 {
+		check("drain_timeout", errors.New("must be positive"))
+	}
+	return errors.Join(errs...)
+}
+
+func (p ProxyConfig) validate() error {
+	if p.Listen == "" && p.Upstream == "" {
+		return nil
+	}
+	if p.Listen == "" || p.Upstream == "" {
+		return errors.New("listen and upstream must be set together")
+	}
+	if err := validateListen(p.Listen, false); err != nil {
+		return fmt.Errorf("listen: %w", err)
+	}
+	if err := validateHTTPURL(p.Upstream); err != nil {
+		return fmt.Errorf("upstream: %w", err)
+	}
+	return nil
+}
+
+func validateListen(addr string, unixAllowed bool) error {
+	if unixAllowed {
+		if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+			if path == "" {
+				return errors.New("unix: needs a socket path")
+			}
+			return nil
+		}
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("%q is not host:port: %w", addr, err)
+	}
+	return nil
+}
+
+func validateHTTPURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return fmt.Errorf("%q is not a URL: %w", raw, err)
+	}
+	if u.Scheme != "http" && u.Scheme != "https" {
+		return fmt.Errorf("%q must start with http:// or https://", raw)
+	}
+	if u.Host == "" {
+		return fmt.Errorf("%q has no host", raw)
+	}
+	return nil
+}
+
+// Duration is a time.Duration written as a Go duration string ("30s") in
+// YAML and JSON.
+type Duration time.Duration
+
+// MarshalJSON writes the duration as a string such as "1m0s".
+func (d Duration) MarshalJSON() ([]byte, error) {
+	return json.Marshal(time.Duration(d).String())
+}
+
+// UnmarshalJSON reads a duration string such as "30s" or "5m".
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"30s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
+
+// String formats the duration like time.Duration.
+func (d Duration) String() string { return time.Duration(d).String() }
+
+// Set parses a flag value; it makes Duration a flag.Value.
+func (d *Duration) Set(s string) error {
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	*d = Duration(v)
+	return nil
+}
