@@ -8,6 +8,7 @@ package capture
 import (
 	"context"
 	"log/slog"
+	"time"
 
 	"go.opentelemetry.io/otel/metric"
 
@@ -25,7 +26,9 @@ type Headers interface {
 }
 
 // Sink receives capture records. Offer never blocks: it returns false when the
-// record was dropped, and the sink counts the drop.
+// record was dropped, and the sink counts the drop. Records of one predict
+// may share their Input and Concept messages, so the sink must not modify
+// a record.
 type Sink interface {
 	Offer(rec *capturepb.Record) bool
 }
@@ -63,6 +66,10 @@ type Config struct {
 	// QueueSize bounds finished exchanges waiting for an assembler; a full
 	// queue drops the capture and counts it.
 	QueueSize int
+	// MaxQueuedBytes bounds the body bytes of finished exchanges waiting for
+	// an assembler, so that slow assemblers cannot keep QueueSize times
+	// MaxCaptureBytes in memory. Over it the capture is dropped and counted.
+	MaxQueuedBytes int64
 }
 
 // Deps are the collaborators of the engine.
@@ -72,8 +79,11 @@ type Deps struct {
 	Sink       Sink
 	Meter      metric.Meter
 	Logger     *slog.Logger
-	// Rand returns a uniform value in [0,1); nil uses math/rand/v2.
+	// Rand returns a uniform value in [0,1); nil uses math/rand/v2. The
+	// engine serializes calls, so Rand need not be safe for concurrent use.
 	Rand func() float64
+	// Now returns the capture time of a record; nil uses time.Now.
+	Now func() time.Time
 }
 
 // Plan says which further parts of the exchange the engine wants to see.
