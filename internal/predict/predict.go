@@ -13,6 +13,9 @@ var (
 	ErrMalformed           = errors.New("malformed predict body")
 	ErrUnsupportedEncoding = errors.New("unsupported grpc-encoding")
 	ErrTruncatedFrame      = errors.New("truncated gRPC frame")
+	// ErrTooLarge reports a compressed gRPC message that decompresses to
+	// more than MaxDecompressedBytes.
+	ErrTooLarge = errors.New("decompressed predict message too large")
 )
 
 // Protocol is the wire form of a predict.
@@ -49,20 +52,4 @@ type Response struct {
 	Outputs []*clarifaipb.Output
 	// ModelVersionID is the version that answered, from the outputs' model.
 	ModelVersionID string
-}
-
-// NOTE: placeholder bodies; the parsers are being written in this package.
-
-// Detect reports whether a request line is a predict, and its route.
-func Detect(method, path, contentType string) (Route, bool) { return Route{}, false }
-
-// ParseRequest parses a whole request body. grpcEncoding is the value of the
-// grpc-encoding header ("" or "identity" for none).
-func ParseRequest(route Route, body []byte, grpcEncoding string) (*Request, error) {
-	return nil, ErrMalformed
-}
-
-// ParseResponse parses a whole response body.
-func ParseResponse(route Route, body []byte, grpcEncoding string) (*Response, error) {
-	return nil, ErrMalformed
 }
