@@ -1,0 +1,111 @@
+package ingest
+
+import (
+	"context"
+	"time"
+
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
+	"go.opentelemetry.io/otel/metric/noop"
+)
+
+// Reasons of dropped records: the reason label of collectord_captures_total
+// with outcome "dropped".
+const (
+	// DropHandoffFull: the publisher's hand-off channel was full.
+	DropHandoffFull = "handoff_full"
+	// DropQueueFull: the capture stream reached MaxBytes and rejected it.
+	DropQueueFull = "queue_full"
+	// DropClosed: the publisher was closed, or its Close deadline passed.
+	DropClosed = "closed"
+	// DropTooLarge: the record exceeds the server's maximum message size.
+	DropTooLarge = "too_large"
+	// DropMissingID: the record has no ID to deduplicate on.
+	DropMissingID = "missing_id"
+	// DropEncodeFailed: the record could not be marshaled.
+	DropEncodeFailed = "encode_failed"
+	// DropPublishFailed: JetStream did not acknowledge it after the retries.
+	DropPublishFailed = "publish_failed"
+)
+
+// Reasons of failed records: the reason label of collectord_captures_total
+// with outcome "failed", and the Collectord-Reason header of dead letters.
+const (
+	ReasonBadRequest        = "bad_request"
+	ReasonUnauthorized      = "unauthorized"
+	ReasonForbidden         = "forbidden"
+	ReasonNotFound          = "not_found"
+	ReasonTooLarge          = "too_large"
+	ReasonRejected          = "rejected"
+	ReasonUnexpectedStatus  = "unexpected_status"
+	ReasonAppNotFound       = "app_not_found"
+	ReasonCollectorNotFound = "collector_not_found"
+	ReasonMissingKey        = "missing_key"
+	ReasonDecodeFailed      = "decode_failed"
+	ReasonMaxDeliver        = "max_deliver"
+)
+
+// Results of one delivery attempt of one record: the result label of
+// collectord_delivery_attempts_total.
+const (
+	attemptDelivered = "delivered"
+	attemptDuplicate = "duplicate"
+	attemptRetryable = "retryable"
+	attemptPermanent = "permanent"
+)
+
+// workerMetrics are the instruments of the delivery side.
+type workerMetrics struct {
+	attempts  metric.Int64Counter
+	batchSize metric.Int64Histogram
+}
+
+func newWorkerMetrics(meter metric.Meter) (*workerMetrics, error) {
+	attempts, err := meter.Int64Counter("collectord_delivery_attempts_total",
+		metric.WithDescription("Delivery attempts of records to the destination, by result."))
+	if err != nil {
+		return nil, err
+	}
+	batchSize, err := meter.Int64Histogram("collectord_delivery_batch_size",
+		metric.WithDescription("Records per post to the destination."),
+		metric.WithExplicitBucketBoundaries(1, 2, 4, 8, 16, 32, 64, 128))
+	if err != nil {
+		return nil, err
+	}
+	return &workerMetrics{attempts: attempts, batchSize: batchSize}, nil
+}
+
+func (m *workerMetrics) attempt(ctx context.Context, result string, n int) {
+	if n == 0 {
+		return
+	}
+	m.attempts.Add(ctx, int64(n), metric.WithAttributes(attribute.String("result", result)))
+}
+
+// registerQueueDepth registers collectord_queue_depth, read from the
+// consumer's info at each collection.
+func registerQueueDepth(meter metric.Meter, q *Queue) (metric.Registration, error) {
+	gauge, err := meter.Int64ObservableGauge("collectord_queue_depth",
+		metric.WithDescription("Records in the capture stream not yet acknowledged by a worker."))
+	if err != nil {
+		return nil, err
+	}
+	return meter.RegisterCallback(func(ctx context.Context, o metric.Observer) error {
+		ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+
+		depth, err := q.Depth(ctx)
+		if err != nil {
+			return err
+		}
+		o.ObserveInt64(gauge, int64(depth))
+		return nil
+	}, gauge)
+}
+
+func meterOrNoop(m metric.Meter) metric.Meter {
+	if m == nil {
+		return noop.NewMeterProvider().Meter("collectord/ingest")
+	}
+	return m
+}

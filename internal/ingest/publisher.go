@@ -1,0 +1,432 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/collectord/collectord/internal/capture"
+	"github.com/collectord/collectord/internal/pb/capturepb"
+	"github.com/collectord/collectord/internal/telemetry"
+)
+
+// Defaults of PublisherConfig.
+const (
+	DefaultHandoffSize = 4096
+	DefaultPublishers  = 4
+	DefaultWindow      = 128
+	DefaultRetries     = 3
+	DefaultRetryWait   = 50 * time.Millisecond
+	DefaultAckTimeout  = 10 * time.Second
+)
+
+// JetStream error codes that decide whether a failed publish is retried.
+const (
+	jsErrStoreFailed     jetstream.ErrorCode = 10077
+	jsErrMessageTooLarge jetstream.ErrorCode = 10054
+)
+
+// PublisherConfig sizes the publisher.
+type PublisherConfig struct {
+	// HandoffSize bounds records offered and not yet published; past it Offer
+	// drops. Default 4096.
+	HandoffSize int
+	// Publishers is the number of goroutines publishing. Default 4.
+	Publishers int
+	// Window bounds the asynchronous publishes one goroutine has in flight.
+	// Default 128.
+	Window int
+	// Retries bounds republishing a record whose publish failed, with
+	// RetryWait doubled each time. Defaults 3 and 50ms; a negative Retries
+	// disables retrying.
+	Retries   int
+	RetryWait time.Duration
+	// AckTimeout bounds the wait for JetStream's acknowledgement of one
+	// publish. Default 10s.
+	AckTimeout time.Duration
+}
+
+func (c *PublisherConfig) setDefaults() {
+	if c.HandoffSize <= 0 {
+		c.HandoffSize = DefaultHandoffSize
+	}
+	if c.Publishers <= 0 {
+		c.Publishers = DefaultPublishers
+	}
+	if c.Window <= 0 {
+		c.Window = DefaultWindow
+	}
+	if c.Retries < 0 {
+		c.Retries = 0
+	} else if c.Retries == 0 {
+		c.Retries = DefaultRetries
+	}
+	if c.RetryWait <= 0 {
+		c.RetryWait = DefaultRetryWait
+	}
+	if c.AckTimeout <= 0 {
+		c.AckTimeout = DefaultAckTimeout
+	}
+}
+
+// PublisherDeps are the collaborators of a Publisher.
+type PublisherDeps struct {
+	Meter  metric.Meter
+	Logger *slog.Logger
+}
+
+// Publisher puts capture records on the capture stream, and Offer never
+// blocks. A record counts as enqueued once JetStream acknowledged it, and as
+// dropped with a reason when it could not be stored. A duplicate of a record
+// stored earlier is not counted again.
+type Publisher struct {
+	q        *Queue
+	js       jetstream.JetStream
+	cfg      PublisherConfig
+	captures *telemetry.Captures
+	logger   *slog.Logger
+	drops    *dropLog
+
+	handoff chan *capturepb.Record
+	// mu orders Offer against Close, so no Offer sends on a closed channel.
+	mu     sync.RWMutex
+	closed bool
+
+	// ctx is canceled when Close runs out of time; publishing then stops.
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+}
+
+var _ capture.Sink = (*Publisher)(nil)
+
+// NewPublisher starts a publisher on the queue's connection.
+func NewPublisher(q *Queue, cfg PublisherConfig, deps PublisherDeps) (*Publisher, error) {
+	p, err := newPublisher(q, cfg, deps)
+	if err != nil {
+		return nil, err
+	}
+	p.start()
+	return p, nil
+}
+
+// newPublisher builds a publisher without starting its goroutines.
+func newPublisher(q *Queue, cfg PublisherConfig, deps PublisherDeps) (*Publisher, error) {
+	cfg.setDefaults()
+	logger := deps.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	captures, err := telemetry.NewCaptures(meterOrNoop(deps.Meter))
+	if err != nil {
+		return nil, fmt.Errorf("publisher: register metrics: %w", err)
+	}
+
+	// A JetStream context of its own, so the asynchronous publish limits
+	// and timeout apply to this publisher only.
+	js, err := jetstream.New(q.nc,
+		jetstream.WithPublishAsyncMaxPending(cfg.Publishers*cfg.Window),
+		jetstream.WithPublishAsyncTimeout(cfg.AckTimeout))
+	if err != nil {
+		return nil, fmt.Errorf("publisher: open JetStream: %w", err)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	return &Publisher{
+		q:        q,
+		js:       js,
+		cfg:      cfg,
+		captures: captures,
+		logger:   logger.With("component", "ingest_publisher"),
+		drops:    newDropLog(),
+		handoff:  make(chan *capturepb.Record, cfg.HandoffSize),
+		ctx:      ctx,
+		cancel:   cancel,
+	}, nil
+}
+
+func (p *Publisher) start() {
+	for range p.cfg.Publishers {
+		p.wg.Add(1)
+		go p.run()
+	}
+}
+
+// Offer hands a record to the publisher without blocking. It returns false,
+// and counts the drop, when the hand-off is full or the publisher is closed.
+func (p *Publisher) Offer(rec *capturepb.Record) bool {
+	p.mu.RLock()
+	defer p.mu.RUnlock()
+
+	if p.closed {
+		p.drop(rec, DropClosed, nil)
+		return false
+	}
+	select {
+	case p.handoff <- rec:
+		return true
+	default:
+		p.drop(rec, DropHandoffFull, nil)
+		return false
+	}
+}
+
+// Close stops taking records, publishes those already offered and waits for
+// JetStream's acknowledgements. When ctx ends first, the records not yet
+// acknowledged are counted as dropped (reason closed) and ctx's error is
+// returned.
+func (p *Publisher) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	close(p.handoff)
+	p.mu.Unlock()
+
+	done := make(chan struct{})
+	go func() {
+		p.wg.Wait()
+		close(done)
+	}()
+
+	select {
+	case <-done:
+		p.cancel()
+		return nil
+	case <-ctx.Done():
+		p.cancel()
+		<-done
+		return fmt.Errorf("publisher: close: %w", ctx.Err())
+	}
+}
+
+func (p *Publisher) run() {
+	defer p.wg.Done()
+
+	batch := make([]*capturepb.Record, 0, p.cfg.Window)
+	for {
+		batch = p.take(batch[:0])
+		if len(batch) == 0 {
+			return
+		}
+		p.publishBatch(batch)
+	}
+}
+
+// take waits for one record, then adds those already waiting, up to Window.
+// It returns an empty batch once the hand-off is closed and empty.
+func (p *Publisher) take(batch []*capturepb.Record) []*capturepb.Record {
+	rec, ok := <-p.handoff
+	if !ok {
+		return batch
+	}
+	batch = append(batch, rec)
+
+	for len(batch) < cap(batch) {
+		select {
+		case rec, ok := <-p.handoff:
+			if !ok {
+				return batch
+			}
+			batch = append(batch, rec)
+		default:
+			return batch
+		}
+	}
+	return batch
+}
+
+// inflight is one record published asynchronously.
+type inflight struct {
+	rec    *capturepb.Record
+	data   []byte
+	future jetstream.PubAckFuture
+	err    error
+}
+
+// publishBatch publishes every record asynchronously, then waits for each
+// acknowledgement in turn and retries the failed ones synchronously.
+func (p *Publisher) publishBatch(batch []*capturepb.Record) {
+	pending := make([]inflight, 0, len(batch))
+	for _, rec := range batch {
+		if p.ctx.Err() != nil {
+			p.drop(rec, DropClosed, nil)
+			continue
+		}
+		data, reason, err := encodeRecord(rec)
+		if reason != "" {
+			p.drop(rec, reason, err)
+			continue
+		}
+		future, err := p.js.PublishMsgAsync(p.newMsg(rec, data), jetstream.WithMsgID(rec.GetId()))
+		pending = append(pending, inflight{rec: rec, data: data, future: future, err: err})
+	}
+
+	for _, f := range pending {
+		err := f.err
+		if err == nil {
+			var ack *jetstream.PubAck
+			ack, err = p.waitAck(f.future)
+			if err == nil {
+				p.accepted(ack)
+				continue
+			}
+		}
+		p.retry(f.rec, f.data, err)
+	}
+}
+
+func (p *Publisher) waitAck(future jetstream.PubAckFuture) (*jetstream.PubAck, error) {
+	timer := time.NewTimer(p.cfg.AckTimeout)
+	defer timer.Stop()
+
+	select {
+	case ack := <-future.Ok():
+		return ack, nil
+	case err := <-future.Err():
+		return nil, err
+	case <-timer.C:
+		return nil, fmt.Errorf("no acknowledgement within %s", p.cfg.AckTimeout)
+	case <-p.ctx.Done():
+		return nil, p.ctx.Err()
+	}
+}
+
+// accepted counts a record JetStream stored. A duplicate of a record stored
+// within the duplicate window is not counted again, so that enqueued equals
+// the records that will be delivered.
+func (p *Publisher) accepted(ack *jetstream.PubAck) {
+	if ack != nil && ack.Duplicate {
+		return
+	}
+	p.captures.Add(context.Background(), telemetry.OutcomeEnqueued, "", 1)
+}
+
+// retry republishes a record whose first publish failed. The record ID
+// deduplicates a publish that did reach the stream although its
+// acknowledgement was lost.
+func (p *Publisher) retry(rec *capturepb.Record, data []byte, err error) {
+	wait := p.cfg.RetryWait
+	for attempt := 0; ; attempt++ {
+		if reason := p.finalReason(err); reason != "" {
+			p.drop(rec, reason, err)
+			return
+		}
+		if attempt >= p.cfg.Retries {
+			p.drop(rec, DropPublishFailed, err)
+			return
+		}
+
+		select {
+		case <-time.After(wait):
+		case <-p.ctx.Done():
+			p.drop(rec, DropClosed, p.ctx.Err())
+			return
+		}
+		wait *= 2
+
+		ctx, cancel := context.WithTimeout(p.ctx, p.cfg.AckTimeout)
+		var ack *jetstream.PubAck
+		ack, err = p.js.PublishMsg(ctx, p.newMsg(rec, data), jetstream.WithMsgID(rec.GetId()))
+		cancel()
+		if err == nil {
+			p.accepted(ack)
+			return
+		}
+	}
+}
+
+// finalReason returns the drop reason of an error that no retry can fix, or
+// "" when the publish may be retried.
+func (p *Publisher) finalReason(err error) string {
+	if p.ctx.Err() != nil {
+		return DropClosed
+	}
+	if errors.Is(err, nats.ErrMaxPayload) {
+		return DropTooLarge
+	}
+
+	var apiErr *jetstream.APIError
+	if !errors.As(err, &apiErr) {
+		return ""
+	}
+	switch {
+	case apiErr.ErrorCode == jsErrMessageTooLarge:
+		return DropTooLarge
+	case apiErr.ErrorCode == jsErrStoreFailed && strings.Contains(apiErr.Description, "maximum"):
+		// The stream is full and discards new messages: waiting a few
+		// milliseconds frees no room, so the record is dropped at once.
+		return DropQueueFull
+	}
+	return ""
+}
+
+func (p *Publisher) newMsg(rec *capturepb.Record, data []byte) *nats.Msg {
+	msg := nats.NewMsg(p.q.Subject(rec.GetUserId(), rec.GetAppId()))
+	msg.Data = data
+	return msg
+}
+
+func (p *Publisher) drop(rec *capturepb.Record, reason string, err error) {
+	p.captures.Add(context.Background(), telemetry.OutcomeDropped, reason, 1)
+	if n, ok := p.drops.due(reason); ok {
+		attrs := []any{"reason", reason, "record_id", rec.GetId(), "dropped_since_last_log", n}
+		if err != nil {
+			attrs = append(attrs, "error", err)
+		}
+		p.logger.Warn("capture record dropped", attrs...)
+	}
+}
+
+// encodeRecord marshals a record, or returns the reason to drop it.
+func encodeRecord(rec *capturepb.Record) ([]byte, string, error) {
+	if rec.GetId() == "" {
+		return nil, DropMissingID, nil
+	}
+	data, err := proto.Marshal(rec)
+	if err != nil {
+		return nil, DropEncodeFailed, err
+	}
+	return data, "", nil
+}
+
+// dropLog limits drop warnings to one per reason every dropLogInterval, so a
+// full queue does not flood the log. Each warning carries the count since
+// the previous one.
+type dropLog struct {
+	mu    sync.Mutex
+	last  map[string]time.Time
+	count map[string]int
+}
+
+const dropLogInterval = 10 * time.Second
+
+func newDropLog() *dropLog {
+	return &dropLog{last: map[string]time.Time{}, count: map[string]int{}}
+}
+
+func (d *dropLog) due(reason string) (int, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+
+	d.count[reason]++
+	now := time.Now()
+	if now.Sub(d.last[reason]) < dropLogInterval {
+		return 0, false
+	}
+	n := d.count[reason]
+	d.count[reason] = 0
+	d.last[reason] = now
+	return n, true
+}

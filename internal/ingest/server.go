@@ -1,0 +1,263 @@
+// Package ingest carries capture records from the sidecar to the destination
+// app without losing any record JetStream accepted. A Publisher puts records
+// on a JetStream stream. Workers fetch them in batches, post them to a
+// Destination and acknowledge them only once the destination accepted them.
+// Permanent rejections go to a dead-letter stream.
+package ingest
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+)
+
+// Defaults of EmbeddedConfig.
+const (
+	DefaultMaxStoreBytes  = 2 << 30
+	DefaultMaxMemoryBytes = 64 << 20
+	// DefaultMaxPayload leaves room for a record that holds a whole capture
+	// (16 MiB of body bytes by default) plus its envelope.
+	DefaultMaxPayload   = 32 << 20
+	DefaultReadyTimeout = 10 * time.Second
+	DefaultDrainTimeout = 30 * time.Second
+)
+
+// EmbeddedConfig configures the in-process NATS server.
+type EmbeddedConfig struct {
+	// Dir is the JetStream file storage directory; required.
+	Dir string
+	// MaxStoreBytes caps JetStream file storage for all streams; it must be at
+	// least the sum of the streams' MaxBytes. Default 2 GiB.
+	MaxStoreBytes int64
+	// MaxMemoryBytes caps JetStream memory storage. Default 64 MiB.
+	MaxMemoryBytes int64
+	// MaxPayload is the largest message the server accepts, in bytes.
+	// Default 32 MiB.
+	MaxPayload int32
+	// SyncAlways makes JetStream fsync every write. Without it, writes reach
+	// the operating system at once (they survive a process crash) and are
+	// synced to disk every two minutes (they may not survive a power loss).
+	SyncAlways bool
+	// ServerName names the server in logs. Default "collectord".
+	ServerName string
+	// ReadyTimeout bounds the wait for the server to start. Default 10s.
+	ReadyTimeout time.Duration
+	// DrainTimeout bounds the drain of the client connection in Close.
+	// Default 30s.
+	DrainTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+func (c *EmbeddedConfig) setDefaults() {
+	if c.MaxStoreBytes <= 0 {
+		c.MaxStoreBytes = DefaultMaxStoreBytes
+	}
+	if c.MaxMemoryBytes <= 0 {
+		c.MaxMemoryBytes = DefaultMaxMemoryBytes
+	}
+	if c.MaxPayload <= 0 {
+		c.MaxPayload = DefaultMaxPayload
+	}
+	if c.ServerName == "" {
+		c.ServerName = "collectord"
+	}
+	if c.ReadyTimeout <= 0 {
+		c.ReadyTimeout = DefaultReadyTimeout
+	}
+	if c.DrainTimeout <= 0 {
+		c.DrainTimeout = DefaultDrainTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Embedded is a NATS server with JetStream running inside this process,
+// reachable only through its in-process client connection: it binds no port.
+type Embedded struct {
+	srv    *server.Server
+	nc     *nats.Conn
+	closed chan struct{}
+	logger *slog.Logger
+}
+
+// OpenEmbedded starts an in-process NATS server with JetStream file storage
+// under cfg.Dir and connects to it in process. A Dir written by an earlier
+// server keeps its streams, so records accepted before a restart are
+// delivered after it.
+func OpenEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
+	if cfg.Dir == "" {
+		return nil, errors.New("embedded NATS: Dir is required: set the JetStream storage directory")
+	}
+	cfg.setDefaults()
+
+	opts := &server.Options{
+		ServerName:         cfg.ServerName,
+		DontListen:         true,
+		NoSigs:             true,
+		JetStream:          true,
+		StoreDir:           cfg.Dir,
+		JetStreamMaxStore:  cfg.MaxStoreBytes,
+		JetStreamMaxMemory: cfg.MaxMemoryBytes,
+		MaxPayload:         cfg.MaxPayload,
+		SyncAlways:         cfg.SyncAlways,
+	}
+	srv, err := server.NewServer(opts)
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: configure server: %w", err)
+	}
+	srv.SetLoggerV2(&serverLogger{logger: cfg.Logger.With("component", "nats")}, false, false, false)
+
+	srv.Start()
+	if !srv.ReadyForConnections(cfg.ReadyTimeout) {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, fmt.Errorf("embedded NATS: server in %s not ready within %s", cfg.Dir, cfg.ReadyTimeout)
+	}
+
+	e := &Embedded{srv: srv, closed: make(chan struct{}), logger: cfg.Logger}
+	nc, err := nats.Connect("",
+		nats.InProcessServer(srv),
+		nats.Name("collectord-embedded"),
+		nats.DrainTimeout(cfg.DrainTimeout),
+		nats.ClosedHandler(func(*nats.Conn) { close(e.closed) }),
+	)
+	if err != nil {
+		srv.Shutdown()
+		srv.WaitForShutdown()
+		return nil, fmt.Errorf("embedded NATS: connect in process: %w", err)
+	}
+	e.nc = nc
+	cfg.Logger.Info("embedded NATS started", "store_dir", cfg.Dir, "max_store_bytes", cfg.MaxStoreBytes)
+	return e, nil
+}
+
+// Conn returns the in-process client connection.
+func (e *Embedded) Conn() *nats.Conn { return e.nc }
+
+// Close drains the client connection, then shuts the server down and waits
+// for it. Close publishers and workers first: Close ends their connection.
+func (e *Embedded) Close() error {
+	var drainErr error
+	if err := e.nc.Drain(); err != nil && !errors.Is(err, nats.ErrConnectionClosed) {
+		drainErr = fmt.Errorf("embedded NATS: drain connection: %w", err)
+	}
+	<-e.closed
+
+	e.srv.Shutdown()
+	e.srv.WaitForShutdown()
+	e.logger.Info("embedded NATS stopped")
+	return drainErr
+}
+
+// ExternalConfig configures the connection to an external NATS cluster.
+type ExternalConfig struct {
+	// URL lists the servers, comma separated, e.g. "nats://nats-1:4222".
+	URL string
+	// CredsFile is an optional NATS credentials file (JWT and NKey seed).
+	CredsFile string
+	// Name identifies this client to the server. Default "collectord".
+	Name string
+	// ConnectTimeout bounds the first connection. Default 5s.
+	ConnectTimeout time.Duration
+	// DrainTimeout bounds the drain when the connection is closed with
+	// Drain. Default 30s.
+	DrainTimeout time.Duration
+	Logger       *slog.Logger
+}
+
+// Connect connects to an external NATS cluster. After the first connection
+// the client reconnects forever, so a restarted cluster does not stop
+// ingestion; publishes that fail meanwhile are retried and then counted.
+func Connect(cfg ExternalConfig) (*nats.Conn, error) {
+	if cfg.URL == "" {
+		return nil, errors.New("external NATS: URL is required, e.g. nats://127.0.0.1:4222")
+	}
+	if cfg.Name == "" {
+		cfg.Name = "collectord"
+	}
+	if cfg.ConnectTimeout <= 0 {
+		cfg.ConnectTimeout = 5 * time.Second
+	}
+	if cfg.DrainTimeout <= 0 {
+		cfg.DrainTimeout = DefaultDrainTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	logger := cfg.Logger.With("component", "nats")
+
+	opts := []nats.Option{
+		nats.Name(cfg.Name),
+		nats.Timeout(cfg.ConnectTimeout),
+		nats.DrainTimeout(cfg.DrainTimeout),
+		nats.MaxReconnects(-1),
+		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
+			logger.Warn("NATS disconnected", "error", err)
+		}),
+		nats.ReconnectHandler(func(nc *nats.Conn) {
+			logger.Info("NATS reconnected", "server", redactURL(nc.ConnectedUrl()))
+		}),
+	}
+	if cfg.CredsFile != "" {
+		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
+	}
+
+	nc, err := nats.Connect(cfg.URL, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("external NATS: connect to %s failed: %w; check that the server is running and reachable", redactURL(cfg.URL), err)
+	}
+	return nc, nil
+}
+
+// redactURL drops user info from NATS URLs so passwords and tokens never
+// reach logs or errors.
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.User == nil {
+		if err != nil {
+			return "(unparsable URL)"
+		}
+		return raw
+	}
+	u.User = nil
+	return u.String()
+}
+
+// serverLogger forwards nats-server log lines to slog.
+type serverLogger struct {
+	logger *slog.Logger
+}
+
+func (l *serverLogger) Noticef(format string, v ...any) {
+	l.logger.Info(fmt.Sprintf(format, v...))
+}
+
+func (l *serverLogger) Warnf(format string, v ...any) {
+	l.logger.Warn(fmt.Sprintf(format, v...))
+}
+
+// Fatalf only logs: the embedded server must never end the process.
+func (l *serverLogger) Fatalf(format string, v ...any) {
+	l.logger.Error(fmt.Sprintf(format, v...))
+}
+
+func (l *serverLogger) Errorf(format string, v ...any) {
+	l.logger.Error(fmt.Sprintf(format, v...))
+}
+
+func (l *serverLogger) Debugf(format string, v ...any) {
+	l.logger.Debug(fmt.Sprintf(format, v...))
+}
+
+func (l *serverLogger) Tracef(format string, v ...any) {
+	l.logger.Debug(fmt.Sprintf(format, v...))
+}
+
+// Compile-time check that serverLogger satisfies the server's interface.
+var _ server.Logger = (*serverLogger)(nil)

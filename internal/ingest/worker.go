@@ -1,0 +1,435 @@
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/metric"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/collectord/collectord/internal/pb/capturepb"
+	"github.com/collectord/collectord/internal/telemetry"
+)
+
+// Defaults of WorkerConfig.
+const (
+	DefaultWorkers       = 2
+	DefaultFetchBatch    = 256
+	DefaultFetchWait     = 250 * time.Millisecond
+	DefaultPostTimeout   = 2 * time.Minute
+	DefaultRetryBase     = time.Second
+	DefaultRetryMax      = 5 * time.Minute
+	DefaultMaxRetryAfter = time.Hour
+)
+
+// WorkerConfig sizes the delivery workers.
+type WorkerConfig struct {
+	// Workers is the number of goroutines fetching and posting. Default 2.
+	Workers int
+	// FetchBatch is the most records one fetch returns. Default 256.
+	FetchBatch int
+	// FetchWait is the longest a fetch waits to fill its batch: the added
+	// latency at low traffic, and the wait of Close for an idle fetch.
+	// Default 250ms.
+	FetchWait time.Duration
+	// MaxBatchInputs is the most records per post, at most (and by default)
+	// MaxInputsPerPost.
+	MaxBatchInputs int
+	// PostTimeout bounds one Destination.Post, including the retries of a
+	// split batch. Default 2m.
+	PostTimeout time.Duration
+	// RetryBase and RetryMax bound the exponential delay before a retryable
+	// record is delivered again; the delay is jittered down to half. Defaults
+	// 1s and 5m.
+	RetryBase time.Duration
+	RetryMax  time.Duration
+	// MaxRetryAfter caps the Retry-After delay a destination requests.
+	// Default 1h.
+	MaxRetryAfter time.Duration
+}
+
+func (c *WorkerConfig) setDefaults() {
+	if c.Workers <= 0 {
+		c.Workers = DefaultWorkers
+	}
+	if c.FetchBatch <= 0 {
+		c.FetchBatch = DefaultFetchBatch
+	}
+	if c.FetchWait <= 0 {
+		c.FetchWait = DefaultFetchWait
+	}
+	if c.MaxBatchInputs <= 0 || c.MaxBatchInputs > MaxInputsPerPost {
+		c.MaxBatchInputs = MaxInputsPerPost
+	}
+	if c.PostTimeout <= 0 {
+		c.PostTimeout = DefaultPostTimeout
+	}
+	if c.RetryBase <= 0 {
+		c.RetryBase = DefaultRetryBase
+	}
+	if c.RetryMax <= 0 {
+		c.RetryMax = DefaultRetryMax
+	}
+	if c.MaxRetryAfter <= 0 {
+		c.MaxRetryAfter = DefaultMaxRetryAfter
+	}
+}
+
+// WorkerDeps are the collaborators of the workers.
+type WorkerDeps struct {
+	Meter  metric.Meter
+	Logger *slog.Logger
+}
+
+// Workers fetch records from the capture stream in batches and post them to
+// a Destination. A record is acknowledged only after the destination
+// accepted it. A retryable record is delivered again after a delay, and a
+// permanently rejected one goes to the dead-letter stream.
+type Workers struct {
+	q        *Queue
+	dest     Destination
+	cfg      WorkerConfig
+	captures *telemetry.Captures
+	metrics  *workerMetrics
+	depth    metric.Registration
+	logger   *slog.Logger
+
+	stop      chan struct{}
+	closeOnce sync.Once
+	// runCtx is canceled when Close runs out of time, ending posts in flight.
+	runCtx    context.Context
+	cancelRun context.CancelFunc
+	wg        sync.WaitGroup
+}
+
+// StartWorkers starts cfg.Workers goroutines delivering from q to dest.
+func StartWorkers(q *Queue, dest Destination, cfg WorkerConfig, deps WorkerDeps) (*Workers, error) {
+	cfg.setDefaults()
+	meter := meterOrNoop(deps.Meter)
+	logger := deps.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+
+	captures, err := telemetry.NewCaptures(meter)
+	if err != nil {
+		return nil, fmt.Errorf("workers: register metrics: %w", err)
+	}
+	metrics, err := newWorkerMetrics(meter)
+	if err != nil {
+		return nil, fmt.Errorf("workers: register metrics: %w", err)
+	}
+	depth, err := registerQueueDepth(meter, q)
+	if err != nil {
+		return nil, fmt.Errorf("workers: register queue depth: %w", err)
+	}
+
+	runCtx, cancel := context.WithCancel(context.Background())
+	w := &Workers{
+		q:         q,
+		dest:      dest,
+		cfg:       cfg,
+		captures:  captures,
+		metrics:   metrics,
+		depth:     depth,
+		logger:    logger.With("component", "ingest_worker"),
+		stop:      make(chan struct{}),
+		runCtx:    runCtx,
+		cancelRun: cancel,
+	}
+	for range cfg.Workers {
+		w.wg.Add(1)
+		go w.run()
+	}
+	return w, nil
+}
+
+// Close stops fetching and waits for the batches in flight. When ctx ends
+// first, posts in flight are canceled, their records are returned to the
+// stream for another delivery, and ctx's error is returned.
+func (w *Workers) Close(ctx context.Context) error {
+	w.closeOnce.Do(func() { close(w.stop) })
+
+	done := make(chan struct{})
+	go func() {
+		w.wg.Wait()
+		close(done)
+	}()
+
+	var err error
+	select {
+	case <-done:
+	case <-ctx.Done():
+		w.cancelRun()
+		<-done
+		err = fmt.Errorf("workers: close: %w", ctx.Err())
+	}
+	w.cancelRun()
+
+	// Acks are sent without waiting for a reply; the flush makes sure they
+	// left this process before the caller closes the connection.
+	if ferr := w.q.nc.FlushTimeout(5 * time.Second); ferr != nil && err == nil && !errors.Is(ferr, nats.ErrConnectionClosed) {
+		err = fmt.Errorf("workers: flush acknowledgements: %w", ferr)
+	}
+	if uerr := w.depth.Unregister(); uerr != nil && err == nil {
+		err = fmt.Errorf("workers: unregister queue depth: %w", uerr)
+	}
+	return err
+}
+
+func (w *Workers) stopping() bool {
+	select {
+	case <-w.stop:
+		return true
+	default:
+		return false
+	}
+}
+
+func (w *Workers) run() {
+	defer w.wg.Done()
+
+	for !w.stopping() {
+		msgs, err := w.fetch()
+		if err != nil {
+			w.logger.Warn("fetch from capture stream failed", "stream", w.q.StreamName(), "error", err)
+			w.pause(w.cfg.FetchWait)
+		}
+		if len(msgs) > 0 {
+			w.process(w.runCtx, msgs)
+		}
+	}
+}
+
+// fetch returns up to FetchBatch records, waiting at most FetchWait.
+func (w *Workers) fetch() ([]jetstream.Msg, error) {
+	batch, err := w.q.consumer.Fetch(w.cfg.FetchBatch, jetstream.FetchMaxWait(w.cfg.FetchWait))
+	if err != nil {
+		return nil, err
+	}
+	var msgs []jetstream.Msg
+	for msg := range batch.Messages() {
+		msgs = append(msgs, msg)
+	}
+	if err := batch.Error(); err != nil && !errors.Is(err, nats.ErrTimeout) && !errors.Is(err, context.DeadlineExceeded) {
+		return msgs, err
+	}
+	return msgs, nil
+}
+
+func (w *Workers) pause(d time.Duration) {
+	select {
+	case <-time.After(d):
+	case <-w.stop:
+	}
+}
+
+// item is one fetched record.
+type item struct {
+	msg jetstream.Msg
+	rec *capturepb.Record
+}
+
+// process groups a fetched batch by destination and collector, posts each
+// group in chunks of at most MaxBatchInputs, and settles every record.
+func (w *Workers) process(ctx context.Context, msgs []jetstream.Msg) {
+	stopKeepalive := w.keepalive(msgs)
+	defer stopKeepalive()
+
+	groups := map[DestinationRef][]item{}
+	var order []DestinationRef
+	for _, msg := range msgs {
+		rec := &capturepb.Record{}
+		if err := proto.Unmarshal(msg.Data(), rec); err != nil {
+			w.fail(ctx, item{msg: msg}, ReasonDecodeFailed, err)
+			continue
+		}
+		ref := DestinationRef{UserID: rec.GetUserId(), AppID: rec.GetAppId(), CollectorID: rec.GetCollectorId()}
+		if _, seen := groups[ref]; !seen {
+			order = append(order, ref)
+		}
+		groups[ref] = append(groups[ref], item{msg: msg, rec: rec})
+	}
+
+	for _, ref := range order {
+		items := groups[ref]
+		for start := 0; start < len(items); start += w.cfg.MaxBatchInputs {
+			end := min(start+w.cfg.MaxBatchInputs, len(items))
+			w.deliver(ctx, ref, items[start:end])
+		}
+	}
+}
+
+// keepalive sends in-progress acknowledgements for the fetched records, so
+// that JetStream does not deliver a batch waiting behind slow posts a second
+// time. Records already settled ignore them.
+func (w *Workers) keepalive(msgs []jetstream.Msg) (stop func()) {
+	interval := w.q.cfg.AckWait / 2
+	if len(w.q.cfg.BackOff) > 0 {
+		interval = w.q.cfg.BackOff[0] / 2
+	}
+	if interval <= 0 {
+		interval = time.Second
+	}
+	done := make(chan struct{})
+	go func() {
+		ticker := time.NewTicker(interval)
+		defer ticker.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ticker.C:
+				for _, msg := range msgs {
+					_ = msg.InProgress()
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+func (w *Workers) deliver(ctx context.Context, ref DestinationRef, items []item) {
+	recs := make([]*capturepb.Record, len(items))
+	for i, it := range items {
+		recs[i] = it.rec
+	}
+
+	postCtx, cancel := context.WithTimeout(ctx, w.cfg.PostTimeout)
+	results := w.dest.Post(postCtx, ref, recs)
+	cancel()
+	w.metrics.batchSize.Record(ctx, int64(len(recs)))
+
+	if len(results) != len(recs) {
+		err := fmt.Errorf("destination returned %d results for %d records", len(results), len(recs))
+		w.logger.Error("destination post failed", "user_id", ref.UserID, "app_id", ref.AppID, "error", err)
+		results = fill(len(recs), Result{Outcome: Retryable, Err: err})
+	}
+
+	var retried int
+	var lastRetry Result
+	for i, it := range items {
+		if results[i].Outcome == Retryable || results[i].Outcome == 0 {
+			retried++
+			lastRetry = results[i]
+		}
+		w.settle(ctx, it, results[i])
+	}
+	if retried > 0 {
+		w.logger.Warn("delivery failed, will retry",
+			"user_id", ref.UserID, "app_id", ref.AppID, "collector_id", ref.CollectorID,
+			"records", retried, "retry_after", lastRetry.RetryAfter, "error", lastRetry.Err)
+	}
+}
+
+func (w *Workers) settle(ctx context.Context, it item, r Result) {
+	switch r.Outcome {
+	case Delivered, Duplicate:
+		result := attemptDelivered
+		if r.Outcome == Duplicate {
+			result = attemptDuplicate
+		}
+		w.metrics.attempt(ctx, result, 1)
+		if err := it.msg.Ack(); err != nil {
+			w.logger.Warn("ack failed; the record will be delivered again", "record_id", it.rec.GetId(), "error", err)
+		}
+		w.captures.Add(ctx, telemetry.OutcomeDelivered, "", 1)
+	case Permanent:
+		w.metrics.attempt(ctx, attemptPermanent, 1)
+		w.fail(ctx, it, r.Reason, r.Err)
+	default:
+		w.metrics.attempt(ctx, attemptRetryable, 1)
+		w.retry(ctx, it, r)
+	}
+}
+
+// retry returns a record to the stream for a later delivery, or
+// dead-letters it at its last allowed delivery.
+func (w *Workers) retry(ctx context.Context, it item, r Result) {
+	attempts := deliveries(it.msg)
+	if maxDeliver := w.q.cfg.MaxDeliver; maxDeliver > 0 && attempts >= uint64(maxDeliver) {
+		w.fail(ctx, it, ReasonMaxDeliver, r.Err)
+		return
+	}
+
+	// A worker shutting down hands its records back at once, so the next
+	// worker need not wait for the retry delay.
+	if ctx.Err() != nil {
+		_ = it.msg.Nak()
+		return
+	}
+	if err := it.msg.NakWithDelay(w.retryDelay(attempts, r.RetryAfter)); err != nil {
+		w.logger.Warn("nak failed; the record will be delivered again after the ack wait",
+			"record_id", it.rec.GetId(), "error", err)
+	}
+}
+
+// retryDelay returns the destination's Retry-After, capped at
+// MaxRetryAfter, or else RetryBase doubled per earlier delivery, capped at
+// RetryMax and jittered to between half and all of it.
+func (w *Workers) retryDelay(attempts uint64, retryAfter time.Duration) time.Duration {
+	if retryAfter > 0 {
+		return min(retryAfter, w.cfg.MaxRetryAfter)
+	}
+	delay := w.cfg.RetryMax
+	if shift := attempts - 1; attempts > 0 && shift < 32 {
+		delay = min(w.cfg.RetryBase<<shift, w.cfg.RetryMax)
+	}
+	half := delay / 2
+	return half + rand.N(half+1)
+}
+
+// fail publishes a record to the dead-letter stream with its reason and
+// attempt count, then terminates it in the capture stream. When the
+// dead-letter publish fails, the record stays in the capture stream.
+func (w *Workers) fail(ctx context.Context, it item, reason string, cause error) {
+	attempts := deliveries(it.msg)
+	recordID := it.rec.GetId()
+	if recordID == "" {
+		if meta, err := it.msg.Metadata(); err == nil {
+			recordID = "seq-" + strconv.FormatUint(meta.Sequence.Stream, 10)
+		}
+	}
+
+	dead := nats.NewMsg(w.q.DeadLetterSubject(it.rec.GetUserId(), it.rec.GetAppId()))
+	dead.Data = it.msg.Data()
+	dead.Header.Set(HeaderReason, reason)
+	dead.Header.Set(HeaderAttempts, strconv.FormatUint(attempts, 10))
+	dead.Header.Set(HeaderFailedAt, time.Now().UTC().Format(time.RFC3339Nano))
+
+	// The dead letter must be stored even when shutdown canceled ctx.
+	pubCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := w.q.js.PublishMsg(pubCtx, dead, jetstream.WithMsgID(recordID)); err != nil {
+		w.logger.Error("dead-letter publish failed; the record stays queued",
+			"record_id", recordID, "reason", reason, "error", err)
+		_ = it.msg.NakWithDelay(w.retryDelay(attempts, 0))
+		return
+	}
+
+	if err := it.msg.TermWithReason(reason); err != nil {
+		w.logger.Warn("term failed; the record will be dead-lettered again", "record_id", recordID, "error", err)
+	}
+	w.captures.Add(ctx, telemetry.OutcomeFailed, reason, 1)
+	w.logger.Warn("record dead-lettered",
+		"record_id", recordID, "user_id", it.rec.GetUserId(), "app_id", it.rec.GetAppId(),
+		"reason", reason, "attempts", attempts, "error", cause)
+}
+
+// deliveries returns how many times JetStream delivered the message,
+// counting this delivery.
+func deliveries(msg jetstream.Msg) uint64 {
+	meta, err := msg.Metadata()
+	if err != nil {
+		return 1
+	}
+	return meta.NumDelivered
+}
