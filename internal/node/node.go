@@ -1,0 +1,424 @@
+// Package node assembles one collectord process: the store, the embedded
+// JetStream server, the ingest path, the capture engine and every listener.
+// Start brings the parts up in dependency order; Close drains them in the
+// reverse order, so no accepted capture is lost on SIGTERM.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"go.opentelemetry.io/otel/metric"
+	"google.golang.org/grpc"
+
+	"github.com/collectord/collectord/config"
+	"github.com/collectord/collectord/extproc"
+	"github.com/collectord/collectord/internal/api"
+	"github.com/collectord/collectord/internal/capture"
+	"github.com/collectord/collectord/internal/collector"
+	"github.com/collectord/collectord/internal/identity"
+	"github.com/collectord/collectord/internal/ingest"
+	"github.com/collectord/collectord/internal/proxy"
+	"github.com/collectord/collectord/internal/store"
+	"github.com/collectord/collectord/internal/telemetry"
+)
+
+// Addrs are the addresses the listeners are bound to, which differ from the
+// configuration when it asked for port 0.
+type Addrs struct {
+	ExtProc string
+	API     string
+	GRPC    string
+	Admin   string
+	Proxy   string
+}
+
+// Node is one running collectord process.
+type Node struct {
+	cfg    config.Config
+	logger *slog.Logger
+	addrs  Addrs
+
+	metrics   *telemetry.Metrics
+	db        *store.SQLite
+	resolver  *identity.Resolver
+	table     *collector.Table
+	nats      *ingest.Embedded
+	queue     *ingest.Queue
+	publisher *ingest.Publisher
+	router    *ingest.Router
+	workers   *ingest.Workers
+	engine    *capture.Engine
+
+	extprocServer *grpc.Server
+	apiGRPC       *grpc.Server
+	apiHTTP       *http.Server
+	adminHTTP     *http.Server
+	proxyHTTP     *http.Server
+
+	ready chan struct{}
+}
+
+// Start opens the store and the queue, starts the ingest workers and the
+// capture engine, then opens every listener. On error, whatever started is
+// closed again.
+func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
+	n := &Node{cfg: cfg, logger: logger, ready: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = n.Close(closeCtx)
+		}
+	}()
+
+	if err := os.MkdirAll(cfg.DataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("create data directory: %w", err)
+	}
+	if n.metrics, err = telemetry.NewMetrics(); err != nil {
+		return nil, err
+	}
+
+	// The admin listener comes first so /healthz answers while the rest
+	// starts; /readyz turns ready only at the end of Start.
+	if err := n.startAdmin(); err != nil {
+		return nil, err
+	}
+	if err := n.openStores(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.startIngest(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.startCapture(ctx); err != nil {
+		return nil, err
+	}
+	if err := n.startAPI(); err != nil {
+		return nil, err
+	}
+	if err := n.startExtProc(); err != nil {
+		return nil, err
+	}
+	if err := n.startProxy(); err != nil {
+		return nil, err
+	}
+
+	close(n.ready)
+	return n, nil
+}
+
+// Addrs returns the bound listener addresses.
+func (n *Node) Addrs() Addrs { return n.addrs }
+
+// LogAttrs returns the listener addresses as slog key-value pairs.
+func (a Addrs) LogAttrs() []any {
+	attrs := []any{"extproc", a.ExtProc, "api", a.API, "admin", a.Admin}
+	if a.GRPC != "" {
+		attrs = append(attrs, "grpc", a.GRPC)
+	}
+	if a.Proxy != "" {
+		attrs = append(attrs, "proxy", a.Proxy)
+	}
+	return attrs
+}
+
+func (n *Node) meter(name string) metric.Meter { return n.metrics.Meter(name) }
+
+func (n *Node) openStores(ctx context.Context) error {
+	db, err := store.OpenSQLite(ctx, store.SQLiteConfig{
+		Path:    filepath.Join(n.cfg.DataDir, "collectord.db"),
+		BlobDir: filepath.Join(n.cfg.DataDir, "blobs"),
+		Logger:  n.logger,
+	})
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	n.db = db
+
+	n.resolver, err = identity.NewResolver(db, identity.ResolverConfig{
+		TrustedHeader: n.cfg.Identity.TrustedHeader,
+		CacheTTL:      time.Duration(n.cfg.Identity.KeyCacheTTL),
+	}, identity.ResolverDeps{Logger: n.logger, Meter: n.meter("identity")})
+	if err != nil {
+		return err
+	}
+
+	n.table, err = collector.NewTable(db, collector.TableConfig{}, collector.TableDeps{Logger: n.logger, Meter: n.meter("collector")})
+	return err
+}
+
+func (n *Node) startIngest(ctx context.Context) error {
+	var err error
+	n.nats, err = ingest.OpenEmbedded(ingest.EmbeddedConfig{
+		Dir:           filepath.Join(n.cfg.DataDir, "jetstream"),
+		MaxStoreBytes: n.cfg.Ingest.MaxStoreBytes + n.cfg.Ingest.MaxStoreBytes/4,
+		Logger:        n.logger,
+	})
+	if err != nil {
+		return fmt.Errorf("start embedded JetStream: %w", err)
+	}
+
+	n.queue, err = ingest.OpenQueue(ctx, n.nats.Conn(), ingest.QueueConfig{MaxBytes: n.cfg.Ingest.MaxStoreBytes})
+	if err != nil {
+		return err
+	}
+
+	n.router, err = ingest.NewRouter(ingest.RouterConfig{
+		Remote: ingest.RemoteConfig{
+			BaseURL: n.cfg.Ingest.RemoteBaseURL,
+			Timeout: time.Duration(n.cfg.Ingest.RemoteTimeout),
+		},
+	}, ingest.RouterDeps{Inputs: n.db, Keys: postInputsKeys{n.db}, Logger: n.logger})
+	if err != nil {
+		return err
+	}
+
+	n.workers, err = ingest.StartWorkers(n.queue, n.router, ingest.WorkerConfig{
+		Workers:        n.cfg.Ingest.Workers,
+		MaxBatchInputs: n.cfg.Ingest.BatchSize,
+	}, ingest.WorkerDeps{Meter: n.meter("ingest"), Logger: n.logger})
+	if err != nil {
+		return err
+	}
+
+	n.publisher, err = ingest.NewPublisher(n.queue, ingest.PublisherConfig{
+		HandoffSize: n.cfg.Ingest.HandoffSize,
+	}, ingest.PublisherDeps{Meter: n.meter("ingest"), Logger: n.logger})
+	return err
+}
+
+func (n *Node) startCapture(ctx context.Context) error {
+	var err error
+	n.engine, err = capture.New(capture.Config{
+		MaxCaptureBytes: n.cfg.Capture.MaxCaptureBytes,
+		Assemblers:      n.cfg.Capture.Assemblers,
+		QueueSize:       n.cfg.Capture.QueueSize,
+	}, capture.Deps{
+		Callers:    n.resolver,
+		Collectors: n.table,
+		Sink:       n.publisher,
+		Meter:      n.meter("capture"),
+		Logger:     n.logger,
+	})
+	if err != nil {
+		return err
+	}
+	n.engine.Start(context.WithoutCancel(ctx))
+	return nil
+}
+
+func (n *Node) startAPI() error {
+	srv, err := api.New(api.Config{}, api.Deps{
+		Collectors: n.db,
+		Apps:       n.db,
+		Inputs:     n.db,
+		Keys:       n.resolver,
+		Logger:     n.logger,
+		Meter:      n.meter("api"),
+	})
+	if err != nil {
+		return err
+	}
+
+	l, err := net.Listen("tcp", n.cfg.API.Listen)
+	if err != nil {
+		return fmt.Errorf("listen for the REST API: %w", err)
+	}
+	n.addrs.API = l.Addr().String()
+	n.apiHTTP = &http.Server{Handler: srv.HTTPHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go serveHTTP(n.apiHTTP, l, n.logger, "api")
+
+	if n.cfg.API.GRPCListen == "" {
+		return nil
+	}
+	gl, err := net.Listen("tcp", n.cfg.API.GRPCListen)
+	if err != nil {
+		return fmt.Errorf("listen for the gRPC API: %w", err)
+	}
+	n.addrs.GRPC = gl.Addr().String()
+	n.apiGRPC = srv.GRPCServer()
+	go serveGRPC(n.apiGRPC, gl, n.logger, "api_grpc")
+	return nil
+}
+
+func (n *Node) startExtProc() error {
+	l, err := listen(n.cfg.ExtProc.Listen)
+	if err != nil {
+		return fmt.Errorf("listen for ext_proc: %w", err)
+	}
+	n.addrs.ExtProc = l.Addr().String()
+
+	srv, err := extproc.New(extproc.Config{}, n.engine, n.logger, n.meter("extproc"))
+	if err != nil {
+		l.Close()
+		return err
+	}
+	n.extprocServer = grpc.NewServer(extproc.ServerOptions(n.cfg.Capture.MaxCaptureBytes)...)
+	srv.Register(n.extprocServer)
+	go serveGRPC(n.extprocServer, l, n.logger, "extproc")
+	return nil
+}
+
+func (n *Node) startProxy() error {
+	if n.cfg.Proxy.Listen == "" {
+		return nil
+	}
+	upstream, err := url.Parse(n.cfg.Proxy.Upstream)
+	if err != nil {
+		return fmt.Errorf("proxy upstream: %w", err)
+	}
+	handler, err := proxy.New(proxy.Config{Upstream: upstream}, n.engine, n.logger, n.meter("proxy"))
+	if err != nil {
+		return err
+	}
+
+	l, err := net.Listen("tcp", n.cfg.Proxy.Listen)
+	if err != nil {
+		return fmt.Errorf("listen for the proxy: %w", err)
+	}
+	n.addrs.Proxy = l.Addr().String()
+	n.proxyHTTP = proxy.NewServer(handler, n.logger)
+	go serveHTTP(n.proxyHTTP, l, n.logger, "proxy")
+	return nil
+}
+
+func (n *Node) startAdmin() error {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+		w.Write([]byte("ok\n"))
+	})
+	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
+		select {
+		case <-n.ready:
+			w.Write([]byte("ready\n"))
+		default:
+			http.Error(w, "starting", http.StatusServiceUnavailable)
+		}
+	})
+	mux.Handle("GET /metrics", n.metrics.Handler())
+
+	l, err := net.Listen("tcp", n.cfg.Admin.Listen)
+	if err != nil {
+		return fmt.Errorf("listen for admin: %w", err)
+	}
+	n.addrs.Admin = l.Addr().String()
+	n.adminHTTP = &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+	go serveHTTP(n.adminHTTP, l, n.logger, "admin")
+	return nil
+}
+
+// Close drains in the reverse order of Start: first no new streams or
+// requests, then the capture engine empties into the publisher, the
+// publisher flushes into JetStream, and the workers finish their in-flight
+// batches. Parts that never started are skipped.
+func (n *Node) Close(ctx context.Context) error {
+	var errs []error
+	add := func(err error) {
+		if err != nil {
+			errs = append(errs, err)
+		}
+	}
+
+	if n.proxyHTTP != nil {
+		add(n.proxyHTTP.Shutdown(ctx))
+	}
+	if n.extprocServer != nil {
+		stopGRPC(ctx, n.extprocServer)
+	}
+	if n.engine != nil {
+		add(n.engine.Close(ctx))
+	}
+	if n.publisher != nil {
+		add(n.publisher.Close(ctx))
+	}
+	if n.workers != nil {
+		add(n.workers.Close(ctx))
+	}
+	if n.apiHTTP != nil {
+		add(n.apiHTTP.Shutdown(ctx))
+	}
+	if n.apiGRPC != nil {
+		stopGRPC(ctx, n.apiGRPC)
+	}
+	if n.nats != nil {
+		add(n.nats.Close())
+	}
+	if n.table != nil {
+		n.table.Close()
+	}
+	if n.resolver != nil {
+		n.resolver.Close()
+	}
+	if n.db != nil {
+		add(n.db.Close())
+	}
+	if n.adminHTTP != nil {
+		add(n.adminHTTP.Shutdown(ctx))
+	}
+	if n.metrics != nil {
+		add(n.metrics.Shutdown(ctx))
+	}
+	return errors.Join(errs...)
+}
+
+// stopGRPC stops taking streams and waits for open ones until ctx ends, then
+// cuts the rest.
+func stopGRPC(ctx context.Context, s *grpc.Server) {
+	done := make(chan struct{})
+	go func() {
+		s.GracefulStop()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		s.Stop()
+	}
+}
+
+// listen opens a TCP listener for host:port or a Unix socket for unix:PATH,
+// removing a stale socket file left by an earlier process.
+func listen(addr string) (net.Listener, error) {
+	if path, ok := strings.CutPrefix(addr, "unix:"); ok {
+		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("remove stale socket %s: %w", path, err)
+		}
+		return net.Listen("unix", path)
+	}
+	return net.Listen("tcp", addr)
+}
+
+func serveHTTP(srv *http.Server, l net.Listener, logger *slog.Logger, name string) {
+	if err := srv.Serve(l); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		logger.Error("server stopped", "server", name, "error", err)
+	}
+}
+
+func serveGRPC(srv *grpc.Server, l net.Listener, logger *slog.Logger, name string) {
+	if err := srv.Serve(l); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		logger.Error("server stopped", "server", name, "error", err)
+	}
+}
+
+// postInputsKeys finds a collector's post-inputs key at delivery time, so
+// the key never travels in a capture record.
+type postInputsKeys struct {
+	store collector.Store
+}
+
+func (k postInputsKeys) PostInputsKey(ctx context.Context, userID, appID, collectorID string) (string, error) {
+	c, err := k.store.GetCollector(ctx, userID, appID, collectorID)
+	if err != nil {
+		return "", err
+	}
+	return c.PostInputsKey, nil
+}

@@ -1,0 +1,36 @@
+// Package storetest is the contract test suite of the product's stores. Every
+// store implementation runs the same suite from its own tests:
+//
+//	storetest.Run(t, func(t *testing.T) storetest.Store { return openMyStore(t) })
+package storetest
+
+import (
+	"testing"
+
+	"github.com/collectord/collectord/internal/collector"
+	"github.com/collectord/collectord/internal/identity"
+	"github.com/collectord/collectord/internal/localapp"
+)
+
+// Store is every contract a product store implements.
+type Store interface {
+	collector.Store
+	identity.KeyStore
+	localapp.AppStore
+	localapp.InputStore
+}
+
+// Factory opens a new, empty store for one test and registers its cleanup
+// with t.
+type Factory func(t *testing.T) Store
+
+// Run runs the whole contract suite, each part as a subtest with a store of
+// its own.
+func Run(t *testing.T, open Factory) {
+	t.Run("Collectors", func(t *testing.T) { RunCollectors(t, open) })
+	t.Run("Match", func(t *testing.T) { RunMatch(t, open) })
+	t.Run("Keys", func(t *testing.T) { RunKeys(t, open) })
+	t.Run("Apps", func(t *testing.T) { RunApps(t, open) })
+	t.Run("Inputs", func(t *testing.T) { RunInputs(t, open) })
+	t.Run("Concurrency", func(t *testing.T) { RunConcurrency(t, open) })
+}
