@@ -67,7 +67,7 @@ func (st *streamState) requestHeaders(h *extprocpb.HttpHeaders, req *extprocpb.P
 	plan, ok := st.start(h, req)
 	if !ok {
 		// Fast path: not a predict, no caller or no candidate collector.
-		// The override tells Envoy to send nothing more for this request,
+		// The override makes Envoy send nothing more for this request,
 		// so almost all traffic costs one round trip.
 		return s.replies.byPlan[0]
 	}
@@ -118,10 +118,9 @@ func (st *streamState) protect(p phase, fn func()) {
 		s.metrics.panics.Add(st.ctx, 1, s.metrics.byPhase[p]...)
 		s.logger.LogAttrs(st.ctx, slog.LevelError, "recovered from a panic in an ext_proc phase; the exchange is abandoned",
 			slog.String("phase", p.String()), slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
-		// NOTE: capture.Exchange has no method that discards a capture, and
-		// Close could still hand off an exchange that looked complete, so an
-		// abandoned exchange is dropped without Close. The panic counter
-		// accounts for it instead of the aborted outcome.
+		// Abandon rather than Close: Close could still hand off an exchange
+		// that looked complete although a phase failed halfway.
+		abandon(st.x)
 		st.x = nil
 	}()
 	fn()
@@ -135,4 +134,11 @@ func (st *streamState) close() {
 	x := st.x
 	st.x = nil
 	st.protect(phaseStreamEnd, x.Close)
+}
+
+// abandon discards an exchange whose state a panic may have broken; a second
+// panic inside it is swallowed, because the stream must still get its reply.
+func abandon(x exchange) {
+	defer func() { _ = recover() }()
+	x.Abandon()
 }

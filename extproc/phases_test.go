@@ -51,6 +51,7 @@ func (f *fakeExchange) ResponseHeaders(capture.Headers, bool) { f.record("respon
 func (f *fakeExchange) ResponseBody([]byte, bool)             { f.record("response_body") }
 func (f *fakeExchange) ResponseTrailers(capture.Headers)      { f.record("response_trailers") }
 func (f *fakeExchange) Close()                                { f.record("close") }
+func (f *fakeExchange) Abandon()                              { f.record("abandon") }
 func (f *fakeExchange) recorded() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -99,9 +100,9 @@ func TestServer_PanicMidBody(t *testing.T) {
 
 	requireClean(t, ex, r)
 	requireOneReplyEach(t, r)
-	// The exchange saw the chunks up to the panic, then nothing: it was
-	// abandoned, so neither the later phases nor Close reach it.
-	if got, want := x.recorded(), []string{"request_body", "request_body"}; !slices.Equal(got, want) {
+	// The exchange saw the chunks up to the panic, then it was abandoned,
+	// so neither the later phases nor Close reach it.
+	if got, want := x.recorded(), []string{"request_body", "request_body", "abandon"}; !slices.Equal(got, want) {
 		t.Errorf("exchange calls = %v, want %v", got, want)
 	}
 	if got := h.counter(t, metricPanics, "phase=request_body"); got != 1 {

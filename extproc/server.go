@@ -59,6 +59,7 @@ type exchange interface {
 	ResponseBody(chunk []byte, endOfStream bool)
 	ResponseTrailers(h capture.Headers)
 	Close()
+	Abandon()
 }
 
 // New builds a server over engine.
