@@ -98,8 +98,10 @@ type Table struct {
 	// counter still counts every error.
 	errorLog rate.Sometimes
 
-	// mu serializes Clear and Close on the cache.
-	mu     sync.Mutex
+	// mu guards the cache. Get and Set hold it shared; Clear, Wait and Close
+	// hold it exclusively, because ristretto's Clear and Close are not safe
+	// alongside other calls, and a store query may finish after Close.
+	mu     sync.RWMutex
 	closed bool
 }
 
@@ -155,7 +157,7 @@ func NewTable(store Store, cfg TableConfig, deps TableDeps) (*Table, error) {
 // counted, and returns no candidates. The caller may modify the result.
 func (t *Table) Candidates(ctx context.Context, callerUserID string, model ModelRef) []Collector {
 	key := t.cacheKey(callerUserID, model)
-	if found, ok := t.cache.Get(key); ok {
+	if found, ok := t.get(key); ok {
 		t.count(ctx, lookupHit)
 		return slices.Clone(found)
 	}
@@ -191,10 +193,28 @@ func (t *Table) load(ctx context.Context, key, callerUserID string, model ModelR
 		return nil, err
 	}
 
+	t.set(key, found)
+	return found, nil
+}
+
+func (t *Table) get(key string) ([]Collector, bool) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.closed {
+		return nil, false
+	}
+	return t.cache.Get(key)
+}
+
+func (t *Table) set(key string, found []Collector) {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	if t.closed {
+		return
+	}
 	// A false Set means the cache dropped or rejected the entry, which only
 	// costs a store query next time.
 	t.cache.SetWithTTL(key, found, 1, t.cfg.TTL)
-	return found, nil
 }
 
 // cacheKey joins the generation, the caller and the model's user, app and

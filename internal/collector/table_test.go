@@ -371,6 +371,30 @@ func TestTable_CallerCanceled(t *testing.T) {
 	}
 }
 
+// TestTable_CloseDuringLookup closes the table while a store query runs. The
+// late result must be dropped without a panic, and later lookups still read
+// the store.
+func TestTable_CloseDuringLookup(t *testing.T) {
+	f := newTableFixture(t)
+	f.insert(t, storetest.NewCollector("u1", "a1", "c1"))
+	f.store.gate = make(chan struct{})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	result := make(chan []collector.Collector)
+	go func() { result <- f.table.Candidates(ctx, "alice", general) }()
+	cancel()
+	<-result
+
+	f.table.Close()
+	close(f.store.gate)
+
+	// This call joins the query still in flight, or starts a new one once it
+	// has finished. Either way, the late result has been handled by then.
+	if got := f.table.Candidates(context.Background(), "alice", general); len(got) != 1 {
+		t.Errorf("Candidates after Close = %v, want [c1]", candidateIDs(got))
+	}
+}
+
 func TestTable_ResultIsACopy(t *testing.T) {
 	f := newTableFixture(t)
 	ctx := context.Background()

@@ -119,8 +119,10 @@ type Resolver struct {
 	group    singleflight.Group
 	errorLog rate.Sometimes
 
-	// mu serializes Clear and Close on the cache.
-	mu     sync.Mutex
+	// mu guards the cache. Get, Set and Del hold it shared; Clear, Wait and
+	// Close hold it exclusively, because ristretto's Clear and Close are not
+	// safe alongside other calls, and a store query may finish after Close.
+	mu     sync.RWMutex
 	closed bool
 }
 
@@ -219,7 +221,7 @@ func (r *Resolver) ResolveCaller(ctx context.Context, req capture.RequestInfo) (
 // lookup returns the cached entry for hash, or reads and caches it.
 func (r *Resolver) lookup(ctx context.Context, hash string) (cachedKey, error) {
 	cacheKey := strconv.FormatUint(r.generation.Load(), 10) + ":" + hash
-	if entry, ok := r.cache.Get(cacheKey); ok {
+	if entry, ok := r.get(cacheKey); ok {
 		r.count(ctx, keyLookupHit)
 		return entry, nil
 	}
@@ -259,7 +261,7 @@ func (r *Resolver) load(ctx context.Context, cacheKey, hash string) (cachedKey, 
 	switch {
 	case errors.Is(err, ErrKeyNotFound):
 		entry := cachedKey{}
-		r.cache.SetWithTTL(cacheKey, entry, 1, r.cfg.NegativeTTL)
+		r.set(cacheKey, entry, r.cfg.NegativeTTL)
 		return entry, nil
 	case err != nil:
 		return cachedKey{}, err
@@ -267,8 +269,27 @@ func (r *Resolver) load(ctx context.Context, cacheKey, hash string) (cachedKey, 
 
 	r.logger.Debug("resolved API key", "key_id", key.ID, "user_id", key.UserID, "app_id", key.AppID)
 	entry := cachedKey{key: key, found: true}
-	r.cache.SetWithTTL(cacheKey, entry, 1, r.cfg.CacheTTL)
+	r.set(cacheKey, entry, r.cfg.CacheTTL)
 	return entry, nil
+}
+
+func (r *Resolver) get(cacheKey string) (cachedKey, bool) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if r.closed {
+		return cachedKey{}, false
+	}
+	return r.cache.Get(cacheKey)
+}
+
+// set caches entry; a false Set from ristretto means the entry was dropped,
+// which only costs a store query next time.
+func (r *Resolver) set(cacheKey string, entry cachedKey, ttl time.Duration) {
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	if !r.closed {
+		r.cache.SetWithTTL(cacheKey, entry, 1, ttl)
+	}
 }
 
 // Invalidate drops the cached result for a key hash, so the next request
@@ -279,8 +300,8 @@ func (r *Resolver) load(ctx context.Context, cacheKey, hash string) (cachedKey, 
 func (r *Resolver) Invalidate(hash string) {
 	old := strconv.FormatUint(r.generation.Add(1)-1, 10) + ":" + hash
 
-	r.mu.Lock()
-	defer r.mu.Unlock()
+	r.mu.RLock()
+	defer r.mu.RUnlock()
 	if !r.closed {
 		r.cache.Del(old)
 	}
