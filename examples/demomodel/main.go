@@ -1,8 +1,9 @@
 // Command demomodel serves demo Clarifai models over REST and gRPC on one
-// port, computing concepts from each input itself: colors (dominant colours
-// of an image), text-stats (length, questions, uppercase and digits of a
-// text) and echo-size (the size of the inline payload). It needs nothing but
-// itself, so it can stand in for a model server behind collectord.
+// port. Each model computes its concepts from the input itself: colors
+// returns the dominant colours of an image, text-stats the length,
+// questions, uppercase and digits of a text, and echo-size the size of the
+// inline payload. It needs no weights or network, so it can stand in for a
+// model server behind collectord.
 //
 // Usage:
 //

@@ -20,10 +20,10 @@ import (
 	"github.com/collectord/collectord/internal/telemetry"
 )
 
-// behaviorHeader picks how the fake gRPC upstream answers.
+// behaviorHeader selects the fake gRPC upstream's response.
 const behaviorHeader = "x-test-behavior"
 
-// grpcUpstream answers PostModelOutputs with the demo model server, or with
+// grpcUpstream responds to PostModelOutputs with the demo model server, or with
 // a gRPC error carried the two ways a server may send one: in trailers
 // after the headers, or in a trailers-only response.
 func grpcUpstream(demo http.Handler) http.Handler {

@@ -37,14 +37,44 @@ func (h requestHeaders) Get(name string) string {
 		}
 		return "http"
 	case "content-length":
-		// net/http keeps the declared length in ContentLength and may drop
-		// the header; -1 means the length is unknown (chunked or HTTP/2).
-		if r.ContentLength >= 0 {
-			return strconv.FormatInt(r.ContentLength, 10)
+		// net/http drops the header of a chunked request and keeps the
+		// length in ContentLength, where -1 means unknown.
+		if v := firstValue(r.Header, "Content-Length"); v != "" || r.ContentLength < 0 {
+			return v
 		}
-		return ""
+		return strconv.FormatInt(r.ContentLength, 10)
 	}
-	return r.Header.Get(name)
+	return firstValue(r.Header, canonicalName(name))
+}
+
+// knownNames maps the lowercase names the capture side looks up to their
+// canonical http.Header form, which saves the allocation of canonicalizing a
+// lowercase name on every lookup.
+var knownNames = map[string]string{
+	"authorization":  "Authorization",
+	"content-type":   "Content-Type",
+	"grpc-encoding":  "Grpc-Encoding",
+	"grpc-message":   "Grpc-Message",
+	"grpc-status":    "Grpc-Status",
+	"user-agent":     "User-Agent",
+	"x-request-id":   "X-Request-Id",
+	"content-length": "Content-Length",
+}
+
+// canonicalName returns the http.Header key of a lowercase header name.
+func canonicalName(name string) string {
+	if canonical, ok := knownNames[name]; ok {
+		return canonical
+	}
+	return http.CanonicalHeaderKey(name)
+}
+
+// firstValue returns the first value of the canonical key in h, or "".
+func firstValue(h http.Header, key string) string {
+	if values := h[key]; len(values) > 0 {
+		return values[0]
+	}
+	return ""
 }
 
 // requestPath returns the request target in origin form, as Envoy's :path:
@@ -65,12 +95,15 @@ type responseHeaders struct {
 
 func (h responseHeaders) Get(name string) string {
 	if name == ":status" {
+		if h.res.StatusCode == http.StatusOK {
+			return "200"
+		}
 		return strconv.Itoa(h.res.StatusCode)
 	}
-	return h.res.Header.Get(name)
+	return firstValue(h.res.Header, canonicalName(name))
 }
 
 // headerMap presents trailers, which have no pseudo-headers.
 type headerMap http.Header
 
-func (h headerMap) Get(name string) string { return http.Header(h).Get(name) }
+func (h headerMap) Get(name string) string { return firstValue(http.Header(h), canonicalName(name)) }

@@ -5,8 +5,8 @@
 // The client receives the upstream's status, headers, body and trailers
 // (gRPC trailers and trailers-only responses included). Bodies stream
 // through: chunks are copied to the exchange as they pass, never held back.
-// Capture work cannot fail a request: panics in capture calls are recovered,
-// counted and logged, and the request carries on uncaptured.
+// A panic in a capture call is recovered, counted and logged, and the
+// request continues uncaptured.
 package proxy
 
 import (
@@ -177,8 +177,8 @@ func (p *Proxy) Close() {
 }
 
 // rewrite points the outbound request at the upstream. It keeps the
-// client's Host and raw query, as Envoy does, so that the upstream sees the
-// request the client sent, and tees the request body into the exchange.
+// client's Host and raw query, as Envoy does, so that the upstream receives
+// the request the client sent, and tees the request body into the exchange.
 func (p *Proxy) rewrite(pr *httputil.ProxyRequest, upstream *url.URL) {
 	pr.SetURL(upstream)
 	pr.Out.Host = pr.In.Host
@@ -194,7 +194,7 @@ func (p *Proxy) rewrite(pr *httputil.ProxyRequest, upstream *url.URL) {
 	// when the server has filled in the values.
 	pr.Out.Trailer = pr.In.Trailer
 
-	if t := tapFrom(pr.In.Context()); t != nil && pr.Out.Body != nil {
+	if t := tapFrom(pr.In.Context()); t != nil && pr.Out.Body != nil && (t.plan.RequestBody || t.plan.RequestTrailers) {
 		pr.Out.Body = &requestTee{body: pr.Out.Body, tap: t, trailer: pr.In.Trailer}
 	}
 }
@@ -211,18 +211,21 @@ func (p *Proxy) modifyResponse(res *http.Response) error {
 	// trailers-only headers that carry grpc-status.
 	endOfStream := res.ContentLength == 0 || res.Body == http.NoBody
 	t.responseHeaders(res, endOfStream)
-	if !endOfStream && t.wantsResponseBody() {
+
+	// ReverseProxy needs the writable body of a 101 Switching Protocols
+	// response to join the two connections, so that body is never wrapped.
+	if !endOfStream && t.wantsResponseBody() && res.StatusCode != http.StatusSwitchingProtocols {
 		res.Body = &responseTee{body: res.Body, tap: t, res: res}
 	}
 	return nil
 }
 
-// handleUpstreamError answers a request the upstream could not serve: 502
+// handleUpstreamError responds to a request the upstream could not serve: 502
 // for HTTP, and for gRPC a trailers-only UNAVAILABLE status, which is how
 // Envoy reports an unreachable gRPC upstream.
 func (p *Proxy) handleUpstreamError(w http.ResponseWriter, r *http.Request, err error) {
 	if r.Context().Err() != nil {
-		// The client went away; there is nobody to answer.
+		// The client went away, so no response can reach it.
 		return
 	}
 
@@ -255,13 +258,14 @@ func NewServer(handler http.Handler, logger *slog.Logger) *http.Server {
 		Handler:           handler,
 		Protocols:         protocols,
 		ReadHeaderTimeout: 30 * time.Second,
+		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
 }
 
 // newTransports returns the HTTP/1.1 transport and the unencrypted HTTP/2
 // transport to the upstream. Neither uses proxy environment variables, and
-// neither asks for compressed responses, so bodies pass unchanged.
+// neither requests compressed responses, so bodies pass unchanged.
 func newTransports(cfg Config) (http1, h2c *http.Transport) {
 	dialer := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
 

@@ -170,3 +170,28 @@ func TestResponseHeaders_Get(t *testing.T) {
 		t.Errorf(`Get("grpc-status") = %q, want 14`, got)
 	}
 }
+
+func TestRequestHeaders_ChunkedLength(t *testing.T) {
+	r := httptest.NewRequest(http.MethodPost, "/v2/models/m/outputs", strings.NewReader("{}"))
+	r.ContentLength = -1
+
+	if got := (requestHeaders{r: r}).Get("content-length"); got != "" {
+		t.Errorf(`Get("content-length") = %q for a body of unknown length, want ""`, got)
+	}
+}
+
+func TestProxy_UpstreamBasePath(t *testing.T) {
+	rec := &recorder{next: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {})}
+	upstream := startH2CServer(t, rec)
+	_, server := startProxy(t, upstream.URL+"/base", nil, nil)
+
+	res, err := http.Get(server.URL + "/v2/models?page=2")
+	if err != nil {
+		t.Fatalf("GET: %v", err)
+	}
+	res.Body.Close()
+
+	if got := rec.last(t).uri; got != "/base/v2/models?page=2" {
+		t.Errorf("upstream request URI = %q, want /base/v2/models?page=2", got)
+	}
+}

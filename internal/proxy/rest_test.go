@@ -72,7 +72,7 @@ func doRequest(t testing.TB, client *http.Client, req *http.Request) clientRespo
 	return clientResponse{status: res.StatusCode, header: res.Header, body: body, trailer: res.Trailer}
 }
 
-// echoWithTrailers answers with the request body and a trailer holding its
+// echoWithTrailers responds with the request body and a trailer holding its
 // SHA-256.
 func echoWithTrailers(w http.ResponseWriter, r *http.Request) {
 	body, _ := io.ReadAll(r.Body)
@@ -268,7 +268,7 @@ func TestProxy_LargeBodies(t *testing.T) {
 }
 
 // TestProxy_StreamsBodies checks that neither body is held back: the
-// upstream answers with its first chunk before the client has sent all of
+// upstream sends its first chunk before the client has sent all of
 // its own, and the client reads that chunk while its request is still open.
 func TestProxy_StreamsBodies(t *testing.T) {
 	upstream := startH2CServer(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -350,5 +350,34 @@ func TestProxy_UpstreamDown(t *testing.T) {
 	}
 	if got := h.counter(t, "collectord_captures_total", "outcome="+telemetry.OutcomeAborted); got != 1 {
 		t.Errorf("aborted captures = %d, want 1", got)
+	}
+}
+
+func TestProxy_RESTCollectOutputs(t *testing.T) {
+	upstream := startH2CServer(t, model.New(model.Config{}).Handler())
+	outputs := demoCollector("colors")
+	outputs.CollectOutputs = true
+	h := newHarness(t, harnessConfig{upstream: upstream.URL, collectors: []collector.Collector{outputs}})
+
+	req, _ := http.NewRequest(http.MethodPost, h.server.URL+"/v2/users/demo/apps/main/models/colors/outputs", strings.NewReader(colorsPredictBody(t, "a", "b")))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(callerHeader, "caller-1")
+	res := doRequest(t, http.DefaultClient, req)
+	if res.status != http.StatusOK {
+		t.Fatalf("status = %d, want 200: %s", res.status, res.body)
+	}
+
+	records := h.finish(t)
+	if len(records) != 2 {
+		t.Fatalf("records = %d, want 2", len(records))
+	}
+	for i, r := range records {
+		concepts := r.GetOutputConcepts()
+		if len(concepts) != 1 || concepts[0].GetId() != "red" || concepts[0].GetValue() != 1 {
+			t.Errorf("record %d output concepts = %v, want red 1", i, concepts)
+		}
+		if r.GetModelVersionId() != model.DefaultVersionID {
+			t.Errorf("record %d model version = %q, want %q from the response", i, r.GetModelVersionId(), model.DefaultVersionID)
+		}
 	}
 }

@@ -33,7 +33,7 @@ func tapFrom(ctx context.Context) *tap {
 
 // tap feeds one proxied request to its capture exchange, in the order and
 // with the end_of_stream flags Envoy would use, and only the parts the
-// exchange's plan asks for.
+// exchange's plan requests.
 //
 // The upstream transport reads the request body on its own goroutine, which
 // can overlap with the response, so mu serializes the calls: an Exchange

@@ -39,7 +39,7 @@ func predictColors(data *clarifaipb.Data) ([]*clarifaipb.Concept, error) {
 		if share < minColorShare {
 			continue
 		}
-		concepts = append(concepts, &clarifaipb.Concept{Id: name, Name: name, Value: float32(share)})
+		concepts = append(concepts, newConcept(name, share))
 	}
 	sortConcepts(concepts)
 	return concepts, nil

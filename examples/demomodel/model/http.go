@@ -76,7 +76,7 @@ func (s *Server) newRESTMux() *http.ServeMux {
 	return mux
 }
 
-// serveREST answers one REST predict.
+// serveREST serves one REST predict.
 func (s *Server) serveREST(w http.ResponseWriter, r *http.Request) {
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)

@@ -1,4 +1,4 @@
-// Package model is a demo Clarifai-compatible model server. It answers
+// Package model is a demo Clarifai-compatible model server. It serves
 // PostModelOutputs over REST JSON and gRPC with concepts computed from each
 // input itself, so it needs no weights, no GPU and no network.
 //
@@ -6,8 +6,8 @@
 // output per input, each with its own status. An input that cannot be used
 // (an image that does not decode, a URL, missing data) gets INPUT_FAILED, and
 // the overall status is MIXED_STATUS when other inputs succeeded, or FAILURE
-// when none did. REST answers 200 for SUCCESS and MIXED_STATUS and a 4xx
-// status otherwise; gRPC always ends with gRPC status OK and carries the
+// when none did. REST returns HTTP 200 for SUCCESS and MIXED_STATUS and a
+// 4xx status otherwise. gRPC always ends with gRPC status OK and carries the
 // Clarifai status in the message.
 //
 // IDs in responses (req_id, output IDs, generated input IDs) are derived from
@@ -48,8 +48,8 @@ type Config struct {
 	// gets MODEL_DOES_NOT_EXIST.
 	UserID string
 	AppID  string
-	// DefaultVersionID answers predicts that name no model version. A
-	// predict that names a version gets that version back.
+	// DefaultVersionID is the model version returned for predicts that name
+	// none. A predict that names a version gets that version back.
 	DefaultVersionID string
 }
 
@@ -64,8 +64,8 @@ type Server struct {
 	rest   *http.ServeMux
 }
 
-// demoModel computes the concepts of one input's data. A returned
-// *inputError fails only that input.
+// demoModel computes the concepts of one input's data. An error fails only
+// that input, and its message becomes the output's status description.
 type demoModel struct {
 	id      string
 	predict func(data *clarifaipb.Data) ([]*clarifaipb.Concept, error)
