@@ -234,8 +234,10 @@ type serverLogger struct {
 	logger *slog.Logger
 }
 
+// Noticef logs at debug: the embedded server's notices (its start banner,
+// JetStream settings) are noise beside collectord's own start and stop lines.
 func (l *serverLogger) Noticef(format string, v ...any) {
-	l.logger.Info(fmt.Sprintf(format, v...))
+	l.logger.Debug(fmt.Sprintf(format, v...))
 }
 
 func (l *serverLogger) Warnf(format string, v ...any) {

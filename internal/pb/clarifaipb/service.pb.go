@@ -14,6 +14,8 @@ package clarifaipb
 import (
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	structpb "google.golang.org/protobuf/types/known/structpb"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -1631,11 +1633,246 @@ func (x *MultiOutputResponse) GetOutputs() []*Output {
 	return nil
 }
 
+type ListAuditEntriesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserAppId     *UserAppIDSet          `protobuf:"bytes,1,opt,name=user_app_id,json=userAppId,proto3" json:"user_app_id,omitempty"`
+	Page          uint32                 `protobuf:"varint,2,opt,name=page,proto3" json:"page,omitempty"`
+	PerPage       uint32                 `protobuf:"varint,3,opt,name=per_page,json=perPage,proto3" json:"per_page,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListAuditEntriesRequest) Reset() {
+	*x = ListAuditEntriesRequest{}
+	mi := &file_clarifai_api_service_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListAuditEntriesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListAuditEntriesRequest) ProtoMessage() {}
+
+func (x *ListAuditEntriesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clarifai_api_service_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListAuditEntriesRequest.ProtoReflect.Descriptor instead.
+func (*ListAuditEntriesRequest) Descriptor() ([]byte, []int) {
+	return file_clarifai_api_service_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ListAuditEntriesRequest) GetUserAppId() *UserAppIDSet {
+	if x != nil {
+		return x.UserAppId
+	}
+	return nil
+}
+
+func (x *ListAuditEntriesRequest) GetPage() uint32 {
+	if x != nil {
+		return x.Page
+	}
+	return 0
+}
+
+func (x *ListAuditEntriesRequest) GetPerPage() uint32 {
+	if x != nil {
+		return x.PerPage
+	}
+	return 0
+}
+
+// AuditEntry is one successful change made through the management API.
+type AuditEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Position in the audit log; a later change has a larger id.
+	Id        int64                  `protobuf:"varint,1,opt,name=id,proto3" json:"id,omitempty"`
+	CreatedAt *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=created_at,json=createdAt,proto3" json:"created_at,omitempty"`
+	// The user and the public key ID (never the key) that made the change.
+	ActorUserId string `protobuf:"bytes,3,opt,name=actor_user_id,json=actorUserId,proto3" json:"actor_user_id,omitempty"`
+	ActorKeyId  string `protobuf:"bytes,4,opt,name=actor_key_id,json=actorKeyId,proto3" json:"actor_key_id,omitempty"`
+	// create, update or delete.
+	Action string `protobuf:"bytes,5,opt,name=action,proto3" json:"action,omitempty"`
+	// The kind of object changed: collector, app or input.
+	Resource string `protobuf:"bytes,6,opt,name=resource,proto3" json:"resource,omitempty"`
+	// The app the object belongs to, and the object.
+	UserId     string `protobuf:"bytes,7,opt,name=user_id,json=userId,proto3" json:"user_id,omitempty"`
+	AppId      string `protobuf:"bytes,8,opt,name=app_id,json=appId,proto3" json:"app_id,omitempty"`
+	ResourceId string `protobuf:"bytes,9,opt,name=resource_id,json=resourceId,proto3" json:"resource_id,omitempty"`
+	// A summary of the change with every secret masked.
+	Details       *structpb.Struct `protobuf:"bytes,10,opt,name=details,proto3" json:"details,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditEntry) Reset() {
+	*x = AuditEntry{}
+	mi := &file_clarifai_api_service_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditEntry) ProtoMessage() {}
+
+func (x *AuditEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_clarifai_api_service_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditEntry.ProtoReflect.Descriptor instead.
+func (*AuditEntry) Descriptor() ([]byte, []int) {
+	return file_clarifai_api_service_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *AuditEntry) GetId() int64 {
+	if x != nil {
+		return x.Id
+	}
+	return 0
+}
+
+func (x *AuditEntry) GetCreatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedAt
+	}
+	return nil
+}
+
+func (x *AuditEntry) GetActorUserId() string {
+	if x != nil {
+		return x.ActorUserId
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetActorKeyId() string {
+	if x != nil {
+		return x.ActorKeyId
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetUserId() string {
+	if x != nil {
+		return x.UserId
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetAppId() string {
+	if x != nil {
+		return x.AppId
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetResourceId() string {
+	if x != nil {
+		return x.ResourceId
+	}
+	return ""
+}
+
+func (x *AuditEntry) GetDetails() *structpb.Struct {
+	if x != nil {
+		return x.Details
+	}
+	return nil
+}
+
+type MultiAuditEntryResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        *Status                `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	AuditEntries  []*AuditEntry          `protobuf:"bytes,2,rep,name=audit_entries,json=auditEntries,proto3" json:"audit_entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MultiAuditEntryResponse) Reset() {
+	*x = MultiAuditEntryResponse{}
+	mi := &file_clarifai_api_service_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MultiAuditEntryResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MultiAuditEntryResponse) ProtoMessage() {}
+
+func (x *MultiAuditEntryResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clarifai_api_service_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MultiAuditEntryResponse.ProtoReflect.Descriptor instead.
+func (*MultiAuditEntryResponse) Descriptor() ([]byte, []int) {
+	return file_clarifai_api_service_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *MultiAuditEntryResponse) GetStatus() *Status {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+func (x *MultiAuditEntryResponse) GetAuditEntries() []*AuditEntry {
+	if x != nil {
+		return x.AuditEntries
+	}
+	return nil
+}
+
 var File_clarifai_api_service_proto protoreflect.FileDescriptor
 
 const file_clarifai_api_service_proto_rawDesc = "" +
 	"\n" +
-	"\x1aclarifai/api/service.proto\x12\fclarifai.api\x1a\x1cclarifai/api/resources.proto\x1a clarifai/api/status/status.proto\"L\n" +
+	"\x1aclarifai/api/service.proto\x12\fclarifai.api\x1a\x1cclarifai/api/resources.proto\x1a clarifai/api/status/status.proto\x1a\x1cgoogle/protobuf/struct.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"L\n" +
 	"\x0eGetUserRequest\x12:\n" +
 	"\vuser_app_id\x18\x01 \x01(\v2\x1a.clarifai.api.UserAppIDSetR\tuserAppId\"q\n" +
 	"\x12SingleUserResponse\x123\n" +
@@ -1744,7 +1981,30 @@ const file_clarifai_api_service_proto_rawDesc = "" +
 	"\x05model\x18\x05 \x01(\v2\x13.clarifai.api.ModelR\x05model\"z\n" +
 	"\x13MultiOutputResponse\x123\n" +
 	"\x06status\x18\x01 \x01(\v2\x1b.clarifai.api.status.StatusR\x06status\x12.\n" +
-	"\aoutputs\x18\x02 \x03(\v2\x14.clarifai.api.OutputR\aoutputs2\xe5\f\n" +
+	"\aoutputs\x18\x02 \x03(\v2\x14.clarifai.api.OutputR\aoutputs\"\x84\x01\n" +
+	"\x17ListAuditEntriesRequest\x12:\n" +
+	"\vuser_app_id\x18\x01 \x01(\v2\x1a.clarifai.api.UserAppIDSetR\tuserAppId\x12\x12\n" +
+	"\x04page\x18\x02 \x01(\rR\x04page\x12\x19\n" +
+	"\bper_page\x18\x03 \x01(\rR\aperPage\"\xd5\x02\n" +
+	"\n" +
+	"AuditEntry\x12\x0e\n" +
+	"\x02id\x18\x01 \x01(\x03R\x02id\x129\n" +
+	"\n" +
+	"created_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12\"\n" +
+	"\ractor_user_id\x18\x03 \x01(\tR\vactorUserId\x12 \n" +
+	"\factor_key_id\x18\x04 \x01(\tR\n" +
+	"actorKeyId\x12\x16\n" +
+	"\x06action\x18\x05 \x01(\tR\x06action\x12\x1a\n" +
+	"\bresource\x18\x06 \x01(\tR\bresource\x12\x17\n" +
+	"\auser_id\x18\a \x01(\tR\x06userId\x12\x15\n" +
+	"\x06app_id\x18\b \x01(\tR\x05appId\x12\x1f\n" +
+	"\vresource_id\x18\t \x01(\tR\n" +
+	"resourceId\x121\n" +
+	"\adetails\x18\n" +
+	" \x01(\v2\x17.google.protobuf.StructR\adetails\"\x8d\x01\n" +
+	"\x17MultiAuditEntryResponse\x123\n" +
+	"\x06status\x18\x01 \x01(\v2\x1b.clarifai.api.status.StatusR\x06status\x12=\n" +
+	"\raudit_entries\x18\x02 \x03(\v2\x18.clarifai.api.AuditEntryR\fauditEntries2\xc7\r\n" +
 	"\x02V2\x12I\n" +
 	"\aGetUser\x12\x1c.clarifai.api.GetUserRequest\x1a .clarifai.api.SingleUserResponse\x12I\n" +
 	"\bPostApps\x12\x1d.clarifai.api.PostAppsRequest\x1a\x1e.clarifai.api.MultiAppResponse\x12F\n" +
@@ -1766,7 +2026,8 @@ const file_clarifai_api_service_proto_rawDesc = "" +
 	"\rListWorkflows\x12\".clarifai.api.ListWorkflowsRequest\x1a#.clarifai.api.MultiWorkflowResponse\x12Z\n" +
 	"\x0ePatchWorkflows\x12#.clarifai.api.PatchWorkflowsRequest\x1a#.clarifai.api.MultiWorkflowResponse\x12Z\n" +
 	"\x0fDeleteWorkflows\x12$.clarifai.api.DeleteWorkflowsRequest\x1a!.clarifai.api.status.BaseResponse\x12\\\n" +
-	"\x10PostModelOutputs\x12%.clarifai.api.PostModelOutputsRequest\x1a!.clarifai.api.MultiOutputResponseB9Z7github.com/collectord/collectord/internal/pb/clarifaipbb\x06proto3"
+	"\x10PostModelOutputs\x12%.clarifai.api.PostModelOutputsRequest\x1a!.clarifai.api.MultiOutputResponse\x12`\n" +
+	"\x10ListAuditEntries\x12%.clarifai.api.ListAuditEntriesRequest\x1a%.clarifai.api.MultiAuditEntryResponseB9Z7github.com/collectord/collectord/internal/pb/clarifaipbb\x06proto3"
 
 var (
 	file_clarifai_api_service_proto_rawDescOnce sync.Once
@@ -1780,7 +2041,7 @@ func file_clarifai_api_service_proto_rawDescGZIP() []byte {
 	return file_clarifai_api_service_proto_rawDescData
 }
 
-var file_clarifai_api_service_proto_msgTypes = make([]protoimpl.MessageInfo, 29)
+var file_clarifai_api_service_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_clarifai_api_service_proto_goTypes = []any{
 	(*GetUserRequest)(nil),          // 0: clarifai.api.GetUserRequest
 	(*SingleUserResponse)(nil),      // 1: clarifai.api.SingleUserResponse
@@ -1811,110 +2072,122 @@ var file_clarifai_api_service_proto_goTypes = []any{
 	(*SingleWorkflowResponse)(nil),  // 26: clarifai.api.SingleWorkflowResponse
 	(*PostModelOutputsRequest)(nil), // 27: clarifai.api.PostModelOutputsRequest
 	(*MultiOutputResponse)(nil),     // 28: clarifai.api.MultiOutputResponse
-	(*UserAppIDSet)(nil),            // 29: clarifai.api.UserAppIDSet
-	(*Status)(nil),                  // 30: clarifai.api.status.Status
-	(*User)(nil),                    // 31: clarifai.api.User
-	(*App)(nil),                     // 32: clarifai.api.App
-	(*Input)(nil),                   // 33: clarifai.api.Input
-	(InputIDConflictResolution)(0),  // 34: clarifai.api.InputIDConflictResolution
-	(*Collector)(nil),               // 35: clarifai.api.Collector
-	(*Workflow)(nil),                // 36: clarifai.api.Workflow
-	(*Model)(nil),                   // 37: clarifai.api.Model
-	(*Output)(nil),                  // 38: clarifai.api.Output
-	(*BaseResponse)(nil),            // 39: clarifai.api.status.BaseResponse
+	(*ListAuditEntriesRequest)(nil), // 29: clarifai.api.ListAuditEntriesRequest
+	(*AuditEntry)(nil),              // 30: clarifai.api.AuditEntry
+	(*MultiAuditEntryResponse)(nil), // 31: clarifai.api.MultiAuditEntryResponse
+	(*UserAppIDSet)(nil),            // 32: clarifai.api.UserAppIDSet
+	(*Status)(nil),                  // 33: clarifai.api.status.Status
+	(*User)(nil),                    // 34: clarifai.api.User
+	(*App)(nil),                     // 35: clarifai.api.App
+	(*Input)(nil),                   // 36: clarifai.api.Input
+	(InputIDConflictResolution)(0),  // 37: clarifai.api.InputIDConflictResolution
+	(*Collector)(nil),               // 38: clarifai.api.Collector
+	(*Workflow)(nil),                // 39: clarifai.api.Workflow
+	(*Model)(nil),                   // 40: clarifai.api.Model
+	(*Output)(nil),                  // 41: clarifai.api.Output
+	(*timestamppb.Timestamp)(nil),   // 42: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),         // 43: google.protobuf.Struct
+	(*BaseResponse)(nil),            // 44: clarifai.api.status.BaseResponse
 }
 var file_clarifai_api_service_proto_depIdxs = []int32{
-	29, // 0: clarifai.api.GetUserRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	30, // 1: clarifai.api.SingleUserResponse.status:type_name -> clarifai.api.status.Status
-	31, // 2: clarifai.api.SingleUserResponse.user:type_name -> clarifai.api.User
-	29, // 3: clarifai.api.PostAppsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	32, // 4: clarifai.api.PostAppsRequest.apps:type_name -> clarifai.api.App
-	29, // 5: clarifai.api.GetAppRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	29, // 6: clarifai.api.ListAppsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	30, // 7: clarifai.api.MultiAppResponse.status:type_name -> clarifai.api.status.Status
-	32, // 8: clarifai.api.MultiAppResponse.apps:type_name -> clarifai.api.App
-	30, // 9: clarifai.api.SingleAppResponse.status:type_name -> clarifai.api.status.Status
-	32, // 10: clarifai.api.SingleAppResponse.app:type_name -> clarifai.api.App
-	29, // 11: clarifai.api.PostInputsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	33, // 12: clarifai.api.PostInputsRequest.inputs:type_name -> clarifai.api.Input
-	34, // 13: clarifai.api.PostInputsRequest.input_id_conflict_resolution:type_name -> clarifai.api.InputIDConflictResolution
-	29, // 14: clarifai.api.GetInputRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	29, // 15: clarifai.api.ListInputsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	29, // 16: clarifai.api.DeleteInputsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	30, // 17: clarifai.api.SingleInputResponse.status:type_name -> clarifai.api.status.Status
-	33, // 18: clarifai.api.SingleInputResponse.input:type_name -> clarifai.api.Input
-	30, // 19: clarifai.api.MultiInputResponse.status:type_name -> clarifai.api.status.Status
-	33, // 20: clarifai.api.MultiInputResponse.inputs:type_name -> clarifai.api.Input
-	29, // 21: clarifai.api.PostCollectorsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	35, // 22: clarifai.api.PostCollectorsRequest.collectors:type_name -> clarifai.api.Collector
-	29, // 23: clarifai.api.PatchCollectorsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	35, // 24: clarifai.api.PatchCollectorsRequest.collectors:type_name -> clarifai.api.Collector
-	29, // 25: clarifai.api.DeleteCollectorsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	29, // 26: clarifai.api.GetCollectorRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	29, // 27: clarifai.api.ListCollectorsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	30, // 28: clarifai.api.MultiCollectorResponse.status:type_name -> clarifai.api.status.Status
-	35, // 29: clarifai.api.MultiCollectorResponse.collectors:type_name -> clarifai.api.Collector
-	30, // 30: clarifai.api.SingleCollectorResponse.status:type_name -> clarifai.api.status.Status
-	35, // 31: clarifai.api.SingleCollectorResponse.collector:type_name -> clarifai.api.Collector
-	29, // 32: clarifai.api.PostWorkflowsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	36, // 33: clarifai.api.PostWorkflowsRequest.workflows:type_name -> clarifai.api.Workflow
-	29, // 34: clarifai.api.GetWorkflowRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	29, // 35: clarifai.api.ListWorkflowsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	29, // 36: clarifai.api.PatchWorkflowsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	36, // 37: clarifai.api.PatchWorkflowsRequest.workflows:type_name -> clarifai.api.Workflow
-	29, // 38: clarifai.api.DeleteWorkflowsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	30, // 39: clarifai.api.MultiWorkflowResponse.status:type_name -> clarifai.api.status.Status
-	36, // 40: clarifai.api.MultiWorkflowResponse.workflows:type_name -> clarifai.api.Workflow
-	30, // 41: clarifai.api.SingleWorkflowResponse.status:type_name -> clarifai.api.status.Status
-	36, // 42: clarifai.api.SingleWorkflowResponse.workflow:type_name -> clarifai.api.Workflow
-	29, // 43: clarifai.api.PostModelOutputsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	33, // 44: clarifai.api.PostModelOutputsRequest.inputs:type_name -> clarifai.api.Input
-	37, // 45: clarifai.api.PostModelOutputsRequest.model:type_name -> clarifai.api.Model
-	30, // 46: clarifai.api.MultiOutputResponse.status:type_name -> clarifai.api.status.Status
-	38, // 47: clarifai.api.MultiOutputResponse.outputs:type_name -> clarifai.api.Output
-	0,  // 48: clarifai.api.V2.GetUser:input_type -> clarifai.api.GetUserRequest
-	2,  // 49: clarifai.api.V2.PostApps:input_type -> clarifai.api.PostAppsRequest
-	3,  // 50: clarifai.api.V2.GetApp:input_type -> clarifai.api.GetAppRequest
-	4,  // 51: clarifai.api.V2.ListApps:input_type -> clarifai.api.ListAppsRequest
-	7,  // 52: clarifai.api.V2.PostInputs:input_type -> clarifai.api.PostInputsRequest
-	8,  // 53: clarifai.api.V2.GetInput:input_type -> clarifai.api.GetInputRequest
-	9,  // 54: clarifai.api.V2.ListInputs:input_type -> clarifai.api.ListInputsRequest
-	10, // 55: clarifai.api.V2.DeleteInputs:input_type -> clarifai.api.DeleteInputsRequest
-	13, // 56: clarifai.api.V2.PostCollectors:input_type -> clarifai.api.PostCollectorsRequest
-	16, // 57: clarifai.api.V2.GetCollector:input_type -> clarifai.api.GetCollectorRequest
-	17, // 58: clarifai.api.V2.ListCollectors:input_type -> clarifai.api.ListCollectorsRequest
-	14, // 59: clarifai.api.V2.PatchCollectors:input_type -> clarifai.api.PatchCollectorsRequest
-	15, // 60: clarifai.api.V2.DeleteCollectors:input_type -> clarifai.api.DeleteCollectorsRequest
-	20, // 61: clarifai.api.V2.PostWorkflows:input_type -> clarifai.api.PostWorkflowsRequest
-	21, // 62: clarifai.api.V2.GetWorkflow:input_type -> clarifai.api.GetWorkflowRequest
-	22, // 63: clarifai.api.V2.ListWorkflows:input_type -> clarifai.api.ListWorkflowsRequest
-	23, // 64: clarifai.api.V2.PatchWorkflows:input_type -> clarifai.api.PatchWorkflowsRequest
-	24, // 65: clarifai.api.V2.DeleteWorkflows:input_type -> clarifai.api.DeleteWorkflowsRequest
-	27, // 66: clarifai.api.V2.PostModelOutputs:input_type -> clarifai.api.PostModelOutputsRequest
-	1,  // 67: clarifai.api.V2.GetUser:output_type -> clarifai.api.SingleUserResponse
-	5,  // 68: clarifai.api.V2.PostApps:output_type -> clarifai.api.MultiAppResponse
-	6,  // 69: clarifai.api.V2.GetApp:output_type -> clarifai.api.SingleAppResponse
-	5,  // 70: clarifai.api.V2.ListApps:output_type -> clarifai.api.MultiAppResponse
-	12, // 71: clarifai.api.V2.PostInputs:output_type -> clarifai.api.MultiInputResponse
-	11, // 72: clarifai.api.V2.GetInput:output_type -> clarifai.api.SingleInputResponse
-	12, // 73: clarifai.api.V2.ListInputs:output_type -> clarifai.api.MultiInputResponse
-	39, // 74: clarifai.api.V2.DeleteInputs:output_type -> clarifai.api.status.BaseResponse
-	18, // 75: clarifai.api.V2.PostCollectors:output_type -> clarifai.api.MultiCollectorResponse
-	19, // 76: clarifai.api.V2.GetCollector:output_type -> clarifai.api.SingleCollectorResponse
-	18, // 77: clarifai.api.V2.ListCollectors:output_type -> clarifai.api.MultiCollectorResponse
-	18, // 78: clarifai.api.V2.PatchCollectors:output_type -> clarifai.api.MultiCollectorResponse
-	39, // 79: clarifai.api.V2.DeleteCollectors:output_type -> clarifai.api.status.BaseResponse
-	25, // 80: clarifai.api.V2.PostWorkflows:output_type -> clarifai.api.MultiWorkflowResponse
-	26, // 81: clarifai.api.V2.GetWorkflow:output_type -> clarifai.api.SingleWorkflowResponse
-	25, // 82: clarifai.api.V2.ListWorkflows:output_type -> clarifai.api.MultiWorkflowResponse
-	25, // 83: clarifai.api.V2.PatchWorkflows:output_type -> clarifai.api.MultiWorkflowResponse
-	39, // 84: clarifai.api.V2.DeleteWorkflows:output_type -> clarifai.api.status.BaseResponse
-	28, // 85: clarifai.api.V2.PostModelOutputs:output_type -> clarifai.api.MultiOutputResponse
-	67, // [67:86] is the sub-list for method output_type
-	48, // [48:67] is the sub-list for method input_type
-	48, // [48:48] is the sub-list for extension type_name
-	48, // [48:48] is the sub-list for extension extendee
-	0,  // [0:48] is the sub-list for field type_name
+	32, // 0: clarifai.api.GetUserRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	33, // 1: clarifai.api.SingleUserResponse.status:type_name -> clarifai.api.status.Status
+	34, // 2: clarifai.api.SingleUserResponse.user:type_name -> clarifai.api.User
+	32, // 3: clarifai.api.PostAppsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	35, // 4: clarifai.api.PostAppsRequest.apps:type_name -> clarifai.api.App
+	32, // 5: clarifai.api.GetAppRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	32, // 6: clarifai.api.ListAppsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	33, // 7: clarifai.api.MultiAppResponse.status:type_name -> clarifai.api.status.Status
+	35, // 8: clarifai.api.MultiAppResponse.apps:type_name -> clarifai.api.App
+	33, // 9: clarifai.api.SingleAppResponse.status:type_name -> clarifai.api.status.Status
+	35, // 10: clarifai.api.SingleAppResponse.app:type_name -> clarifai.api.App
+	32, // 11: clarifai.api.PostInputsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	36, // 12: clarifai.api.PostInputsRequest.inputs:type_name -> clarifai.api.Input
+	37, // 13: clarifai.api.PostInputsRequest.input_id_conflict_resolution:type_name -> clarifai.api.InputIDConflictResolution
+	32, // 14: clarifai.api.GetInputRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	32, // 15: clarifai.api.ListInputsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	32, // 16: clarifai.api.DeleteInputsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	33, // 17: clarifai.api.SingleInputResponse.status:type_name -> clarifai.api.status.Status
+	36, // 18: clarifai.api.SingleInputResponse.input:type_name -> clarifai.api.Input
+	33, // 19: clarifai.api.MultiInputResponse.status:type_name -> clarifai.api.status.Status
+	36, // 20: clarifai.api.MultiInputResponse.inputs:type_name -> clarifai.api.Input
+	32, // 21: clarifai.api.PostCollectorsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	38, // 22: clarifai.api.PostCollectorsRequest.collectors:type_name -> clarifai.api.Collector
+	32, // 23: clarifai.api.PatchCollectorsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	38, // 24: clarifai.api.PatchCollectorsRequest.collectors:type_name -> clarifai.api.Collector
+	32, // 25: clarifai.api.DeleteCollectorsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	32, // 26: clarifai.api.GetCollectorRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	32, // 27: clarifai.api.ListCollectorsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	33, // 28: clarifai.api.MultiCollectorResponse.status:type_name -> clarifai.api.status.Status
+	38, // 29: clarifai.api.MultiCollectorResponse.collectors:type_name -> clarifai.api.Collector
+	33, // 30: clarifai.api.SingleCollectorResponse.status:type_name -> clarifai.api.status.Status
+	38, // 31: clarifai.api.SingleCollectorResponse.collector:type_name -> clarifai.api.Collector
+	32, // 32: clarifai.api.PostWorkflowsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	39, // 33: clarifai.api.PostWorkflowsRequest.workflows:type_name -> clarifai.api.Workflow
+	32, // 34: clarifai.api.GetWorkflowRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	32, // 35: clarifai.api.ListWorkflowsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	32, // 36: clarifai.api.PatchWorkflowsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	39, // 37: clarifai.api.PatchWorkflowsRequest.workflows:type_name -> clarifai.api.Workflow
+	32, // 38: clarifai.api.DeleteWorkflowsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	33, // 39: clarifai.api.MultiWorkflowResponse.status:type_name -> clarifai.api.status.Status
+	39, // 40: clarifai.api.MultiWorkflowResponse.workflows:type_name -> clarifai.api.Workflow
+	33, // 41: clarifai.api.SingleWorkflowResponse.status:type_name -> clarifai.api.status.Status
+	39, // 42: clarifai.api.SingleWorkflowResponse.workflow:type_name -> clarifai.api.Workflow
+	32, // 43: clarifai.api.PostModelOutputsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	36, // 44: clarifai.api.PostModelOutputsRequest.inputs:type_name -> clarifai.api.Input
+	40, // 45: clarifai.api.PostModelOutputsRequest.model:type_name -> clarifai.api.Model
+	33, // 46: clarifai.api.MultiOutputResponse.status:type_name -> clarifai.api.status.Status
+	41, // 47: clarifai.api.MultiOutputResponse.outputs:type_name -> clarifai.api.Output
+	32, // 48: clarifai.api.ListAuditEntriesRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	42, // 49: clarifai.api.AuditEntry.created_at:type_name -> google.protobuf.Timestamp
+	43, // 50: clarifai.api.AuditEntry.details:type_name -> google.protobuf.Struct
+	33, // 51: clarifai.api.MultiAuditEntryResponse.status:type_name -> clarifai.api.status.Status
+	30, // 52: clarifai.api.MultiAuditEntryResponse.audit_entries:type_name -> clarifai.api.AuditEntry
+	0,  // 53: clarifai.api.V2.GetUser:input_type -> clarifai.api.GetUserRequest
+	2,  // 54: clarifai.api.V2.PostApps:input_type -> clarifai.api.PostAppsRequest
+	3,  // 55: clarifai.api.V2.GetApp:input_type -> clarifai.api.GetAppRequest
+	4,  // 56: clarifai.api.V2.ListApps:input_type -> clarifai.api.ListAppsRequest
+	7,  // 57: clarifai.api.V2.PostInputs:input_type -> clarifai.api.PostInputsRequest
+	8,  // 58: clarifai.api.V2.GetInput:input_type -> clarifai.api.GetInputRequest
+	9,  // 59: clarifai.api.V2.ListInputs:input_type -> clarifai.api.ListInputsRequest
+	10, // 60: clarifai.api.V2.DeleteInputs:input_type -> clarifai.api.DeleteInputsRequest
+	13, // 61: clarifai.api.V2.PostCollectors:input_type -> clarifai.api.PostCollectorsRequest
+	16, // 62: clarifai.api.V2.GetCollector:input_type -> clarifai.api.GetCollectorRequest
+	17, // 63: clarifai.api.V2.ListCollectors:input_type -> clarifai.api.ListCollectorsRequest
+	14, // 64: clarifai.api.V2.PatchCollectors:input_type -> clarifai.api.PatchCollectorsRequest
+	15, // 65: clarifai.api.V2.DeleteCollectors:input_type -> clarifai.api.DeleteCollectorsRequest
+	20, // 66: clarifai.api.V2.PostWorkflows:input_type -> clarifai.api.PostWorkflowsRequest
+	21, // 67: clarifai.api.V2.GetWorkflow:input_type -> clarifai.api.GetWorkflowRequest
+	22, // 68: clarifai.api.V2.ListWorkflows:input_type -> clarifai.api.ListWorkflowsRequest
+	23, // 69: clarifai.api.V2.PatchWorkflows:input_type -> clarifai.api.PatchWorkflowsRequest
+	24, // 70: clarifai.api.V2.DeleteWorkflows:input_type -> clarifai.api.DeleteWorkflowsRequest
+	27, // 71: clarifai.api.V2.PostModelOutputs:input_type -> clarifai.api.PostModelOutputsRequest
+	29, // 72: clarifai.api.V2.ListAuditEntries:input_type -> clarifai.api.ListAuditEntriesRequest
+	1,  // 73: clarifai.api.V2.GetUser:output_type -> clarifai.api.SingleUserResponse
+	5,  // 74: clarifai.api.V2.PostApps:output_type -> clarifai.api.MultiAppResponse
+	6,  // 75: clarifai.api.V2.GetApp:output_type -> clarifai.api.SingleAppResponse
+	5,  // 76: clarifai.api.V2.ListApps:output_type -> clarifai.api.MultiAppResponse
+	12, // 77: clarifai.api.V2.PostInputs:output_type -> clarifai.api.MultiInputResponse
+	11, // 78: clarifai.api.V2.GetInput:output_type -> clarifai.api.SingleInputResponse
+	12, // 79: clarifai.api.V2.ListInputs:output_type -> clarifai.api.MultiInputResponse
+	44, // 80: clarifai.api.V2.DeleteInputs:output_type -> clarifai.api.status.BaseResponse
+	18, // 81: clarifai.api.V2.PostCollectors:output_type -> clarifai.api.MultiCollectorResponse
+	19, // 82: clarifai.api.V2.GetCollector:output_type -> clarifai.api.SingleCollectorResponse
+	18, // 83: clarifai.api.V2.ListCollectors:output_type -> clarifai.api.MultiCollectorResponse
+	18, // 84: clarifai.api.V2.PatchCollectors:output_type -> clarifai.api.MultiCollectorResponse
+	44, // 85: clarifai.api.V2.DeleteCollectors:output_type -> clarifai.api.status.BaseResponse
+	25, // 86: clarifai.api.V2.PostWorkflows:output_type -> clarifai.api.MultiWorkflowResponse
+	26, // 87: clarifai.api.V2.GetWorkflow:output_type -> clarifai.api.SingleWorkflowResponse
+	25, // 88: clarifai.api.V2.ListWorkflows:output_type -> clarifai.api.MultiWorkflowResponse
+	25, // 89: clarifai.api.V2.PatchWorkflows:output_type -> clarifai.api.MultiWorkflowResponse
+	44, // 90: clarifai.api.V2.DeleteWorkflows:output_type -> clarifai.api.status.BaseResponse
+	28, // 91: clarifai.api.V2.PostModelOutputs:output_type -> clarifai.api.MultiOutputResponse
+	31, // 92: clarifai.api.V2.ListAuditEntries:output_type -> clarifai.api.MultiAuditEntryResponse
+	73, // [73:93] is the sub-list for method output_type
+	53, // [53:73] is the sub-list for method input_type
+	53, // [53:53] is the sub-list for extension type_name
+	53, // [53:53] is the sub-list for extension extendee
+	0,  // [0:53] is the sub-list for field type_name
 }
 
 func init() { file_clarifai_api_service_proto_init() }
@@ -1930,7 +2203,7 @@ func file_clarifai_api_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clarifai_api_service_proto_rawDesc), len(file_clarifai_api_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   29,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -43,6 +43,7 @@ const (
 	V2_PatchWorkflows_FullMethodName   = "/clarifai.api.V2/PatchWorkflows"
 	V2_DeleteWorkflows_FullMethodName  = "/clarifai.api.V2/DeleteWorkflows"
 	V2_PostModelOutputs_FullMethodName = "/clarifai.api.V2/PostModelOutputs"
+	V2_ListAuditEntries_FullMethodName = "/clarifai.api.V2/ListAuditEntries"
 )
 
 // V2Client is the client API for V2 service.
@@ -69,6 +70,10 @@ type V2Client interface {
 	DeleteWorkflows(ctx context.Context, in *DeleteWorkflowsRequest, opts ...grpc.CallOption) (*BaseResponse, error)
 	// collectord never serves predicts; the message types are what it parses.
 	PostModelOutputs(ctx context.Context, in *PostModelOutputsRequest, opts ...grpc.CallOption) (*MultiOutputResponse, error)
+	// ListAuditEntries returns the audit log of one app, newest first. It is
+	// collectord's own extension of the V2 service and not part of Clarifai's
+	// API, so Clarifai's clients do not know it; its messages are defined below.
+	ListAuditEntries(ctx context.Context, in *ListAuditEntriesRequest, opts ...grpc.CallOption) (*MultiAuditEntryResponse, error)
 }
 
 type v2Client struct {
@@ -269,6 +274,16 @@ func (c *v2Client) PostModelOutputs(ctx context.Context, in *PostModelOutputsReq
 	return out, nil
 }
 
+func (c *v2Client) ListAuditEntries(ctx context.Context, in *ListAuditEntriesRequest, opts ...grpc.CallOption) (*MultiAuditEntryResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(MultiAuditEntryResponse)
+	err := c.cc.Invoke(ctx, V2_ListAuditEntries_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // V2Server is the server API for V2 service.
 // All implementations must embed UnimplementedV2Server
 // for forward compatibility.
@@ -293,6 +308,10 @@ type V2Server interface {
 	DeleteWorkflows(context.Context, *DeleteWorkflowsRequest) (*BaseResponse, error)
 	// collectord never serves predicts; the message types are what it parses.
 	PostModelOutputs(context.Context, *PostModelOutputsRequest) (*MultiOutputResponse, error)
+	// ListAuditEntries returns the audit log of one app, newest first. It is
+	// collectord's own extension of the V2 service and not part of Clarifai's
+	// API, so Clarifai's clients do not know it; its messages are defined below.
+	ListAuditEntries(context.Context, *ListAuditEntriesRequest) (*MultiAuditEntryResponse, error)
 	mustEmbedUnimplementedV2Server()
 }
 
@@ -359,6 +378,9 @@ func (UnimplementedV2Server) DeleteWorkflows(context.Context, *DeleteWorkflowsRe
 }
 func (UnimplementedV2Server) PostModelOutputs(context.Context, *PostModelOutputsRequest) (*MultiOutputResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method PostModelOutputs not implemented")
+}
+func (UnimplementedV2Server) ListAuditEntries(context.Context, *ListAuditEntriesRequest) (*MultiAuditEntryResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method ListAuditEntries not implemented")
 }
 func (UnimplementedV2Server) mustEmbedUnimplementedV2Server() {}
 func (UnimplementedV2Server) testEmbeddedByValue()            {}
@@ -723,6 +745,24 @@ func _V2_PostModelOutputs_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _V2_ListAuditEntries_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListAuditEntriesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(V2Server).ListAuditEntries(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: V2_ListAuditEntries_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(V2Server).ListAuditEntries(ctx, req.(*ListAuditEntriesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // V2_ServiceDesc is the grpc.ServiceDesc for V2 service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -805,6 +845,10 @@ var V2_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PostModelOutputs",
 			Handler:    _V2_PostModelOutputs_Handler,
+		},
+		{
+			MethodName: "ListAuditEntries",
+			Handler:    _V2_ListAuditEntries_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
