@@ -3,6 +3,7 @@ package identity
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strconv"
@@ -69,6 +70,15 @@ type ResolverConfig struct {
 	// MaxCachedKeys caps the cached keys, known and unknown. Default
 	// DefaultMaxCachedKeys.
 	MaxCachedKeys int64
+	// JWT reads the caller from a payload Envoy's jwt_authn filter verified,
+	// before the trusted header and API keys. Off unless JWT.PayloadKey is
+	// set.
+	JWT JWTConfig
+	// Introspection resolves callers whose API key the key store does not
+	// hold. Off unless Introspection.BaseURL is set. It only names callers
+	// of predicts: ResolveKey, which authorizes the management API, never
+	// uses it, because the endpoint returns a user but no scopes.
+	Introspection IntrospectionConfig
 }
 
 func (c *ResolverConfig) applyDefaults() {
@@ -82,13 +92,17 @@ func (c *ResolverConfig) applyDefaults() {
 	if c.MaxCachedKeys <= 0 {
 		c.MaxCachedKeys = DefaultMaxCachedKeys
 	}
+	c.JWT.applyDefaults()
+	c.Introspection.applyDefaults()
 }
 
 // ResolverDeps are the collaborators of a Resolver.
 type ResolverDeps struct {
 	// Logger defaults to slog.Default().
 	Logger *slog.Logger
-	// Meter registers collectord_key_lookups_total; nil uses a no-op meter.
+	// Meter registers collectord_key_lookups_total, and
+	// collectord_key_introspections_total when introspection is on; nil uses
+	// a no-op meter.
 	Meter metric.Meter
 }
 
@@ -118,6 +132,11 @@ type Resolver struct {
 	// group merges concurrent misses of one key into one store query.
 	group    singleflight.Group
 	errorLog rate.Sometimes
+
+	// introspector is nil unless ResolverConfig.Introspection.BaseURL is set.
+	introspector *Introspector
+	// claimLog limits warnings about JWT payloads without the caller claim.
+	claimLog rate.Sometimes
 
 	// mu guards the cache. Get, Set and Del hold it shared; Clear, Wait and
 	// Close hold it exclusively, because ristretto's Clear and Close are not
@@ -159,14 +178,25 @@ func NewResolver(keys KeyStore, cfg ResolverConfig, deps ResolverDeps) (*Resolve
 		return nil, err
 	}
 
+	var introspector *Introspector
+	if cfg.Introspection.BaseURL != "" {
+		introspector, err = NewIntrospector(cfg.Introspection, IntrospectorDeps{Logger: logger, Meter: meter})
+		if err != nil {
+			cache.Close()
+			return nil, fmt.Errorf("new caller resolver: %w", err)
+		}
+	}
+
 	return &Resolver{
-		keys:     keys,
-		cfg:      cfg,
-		cache:    cache,
-		lookups:  lookups,
-		results:  resultOptions(keyLookupHit, keyLookupFound, keyLookupNotFound, keyLookupError),
-		logger:   logger,
-		errorLog: rate.Sometimes{Interval: errorLogInterval},
+		keys:         keys,
+		cfg:          cfg,
+		cache:        cache,
+		lookups:      lookups,
+		results:      resultOptions(keyLookupHit, keyLookupFound, keyLookupNotFound, keyLookupError),
+		logger:       logger,
+		errorLog:     rate.Sometimes{Interval: errorLogInterval},
+		introspector: introspector,
+		claimLog:     rate.Sometimes{Interval: errorLogInterval},
 	}, nil
 }
 
@@ -179,8 +209,10 @@ func (r *Resolver) ResolveKey(ctx context.Context, authorization string) (Key, e
 	if err != nil {
 		return Key{}, err
 	}
-	hash := HashKey(secret)
+	return r.keyByHash(ctx, HashKey(secret))
+}
 
+func (r *Resolver) keyByHash(ctx context.Context, hash string) (Key, error) {
 	entry, err := r.lookup(ctx, hash)
 	if err != nil {
 		return Key{}, err
@@ -194,13 +226,22 @@ func (r *Resolver) ResolveKey(ctx context.Context, authorization string) (Key, e
 	return key, nil
 }
 
-// ResolveCaller returns the user a predict is made for: the trusted header's
-// value when one is configured and present, otherwise the owner of the API
-// key in the authorization header. ok is false when neither names a user.
+// ResolveCaller returns the user a predict is made for, from the first of
+// these sources that names one:
 //
-// TODO: read the caller from Envoy's verified dynamic metadata
-// (RequestInfo.Metadata, set by jwt_authn) when a namespace is configured.
+//  1. the configured claim of a JWT payload that Envoy's jwt_authn filter
+//     verified and forwarded in the dynamic metadata, when JWT is set;
+//  2. the trusted header, when one is configured;
+//  3. the owner of the API key in the authorization header, from the key
+//     store or, for a key the store does not hold, the introspection
+//     endpoint when one is configured.
+//
+// ok is false when none names a user. Client-controlled headers decide
+// nothing unless they are configured as the trusted header.
 func (r *Resolver) ResolveCaller(ctx context.Context, req capture.RequestInfo) (string, bool) {
+	if user, ok := r.callerFromJWT(req.Metadata); ok {
+		return user, true
+	}
 	if req.Headers == nil {
 		return "", false
 	}
@@ -210,12 +251,54 @@ func (r *Resolver) ResolveCaller(ctx context.Context, req capture.RequestInfo) (
 			return user, true
 		}
 	}
+	return r.callerFromKey(ctx, req.Headers.Get(authorizationHeader))
+}
 
-	key, err := r.ResolveKey(ctx, req.Headers.Get(authorizationHeader))
+// callerFromJWT returns the caller named by a verified JWT payload. A
+// payload without the claim is logged, since it means the claim name is
+// wrong for the tokens in use, and the next sources are tried.
+func (r *Resolver) callerFromJWT(md map[string]map[string]any) (string, bool) {
+	user, outcome := r.cfg.JWT.callerFromMetadata(md)
+	if outcome == jwtNoClaim {
+		r.claimLog.Do(func() {
+			r.logger.Warn("verified JWT payload has no string claim naming the caller",
+				"namespace", r.cfg.JWT.Namespace, "payload_key", r.cfg.JWT.PayloadKey, "claim", r.cfg.JWT.Claim)
+		})
+	}
+	return user, outcome == jwtFound
+}
+
+// callerFromKey returns the owner of the API key in authorization, asking
+// the introspection endpoint when the store does not hold the key. A store
+// error ends the lookup, because the endpoint may not know local keys.
+func (r *Resolver) callerFromKey(ctx context.Context, authorization string) (string, bool) {
+	secret, err := parseAuthorization(authorization)
 	if err != nil {
 		return "", false
 	}
-	return key.UserID, true
+	hash := HashKey(secret)
+
+	key, err := r.keyByHash(ctx, hash)
+	switch {
+	case err == nil:
+		return key.UserID, true
+	case !errors.Is(err, ErrKeyNotFound) || r.introspector == nil:
+		return "", false
+	case isJWT(secret):
+		// A bearer JWT that jwt_authn did not accept is not an API key, and
+		// the endpoint must not receive a token meant for someone else.
+		return "", false
+	}
+
+	// The predict waits at most Introspection.Wait. A slower request goes
+	// on in the background and caches its result for the next predict.
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.Introspection.Wait)
+	defer cancel()
+	user, err := r.introspector.introspect(wctx, secret, hash)
+	if err != nil {
+		return "", false
+	}
+	return user, true
 }
 
 // lookup returns the cached entry for hash, or reads and caches it.
@@ -318,10 +401,14 @@ func (r *Resolver) Clear() {
 	}
 }
 
-// Wait blocks until every lookup cached so far is visible. Ristretto applies
-// writes asynchronously, so tests call Wait before they assert that a lookup
-// is served from the cache.
+// Wait blocks until every lookup cached so far is visible, introspected
+// keys included. Ristretto applies writes asynchronously, so tests call
+// Wait before they assert that a lookup is served from the cache.
 func (r *Resolver) Wait() {
+	if r.introspector != nil {
+		r.introspector.Wait()
+	}
+
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.closed {
@@ -329,8 +416,13 @@ func (r *Resolver) Wait() {
 	}
 }
 
-// Close releases the cache. Later lookups read the store directly.
+// Close releases the caches. Later lookups read the store directly, and
+// introspect every unknown key again.
 func (r *Resolver) Close() {
+	if r.introspector != nil {
+		r.introspector.Close()
+	}
+
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if !r.closed {
@@ -372,4 +464,11 @@ func parseAuthorization(value string) (string, error) {
 		return "", ErrNoCredentials
 	}
 	return secret, nil
+}
+
+// isJWT reports whether secret has the shape of a JWT in compact
+// serialization: three base64url segments joined by two dots. Clarifai's
+// keys (hex) and collectord's keys (base64url) contain no dot.
+func isJWT(secret string) bool {
+	return strings.Count(secret, ".") == 2
 }
