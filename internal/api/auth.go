@@ -28,8 +28,8 @@ func authorizationFrom(ctx context.Context) string {
 }
 
 // authenticate resolves the request's key and checks that it holds every
-// scope in scopes.
-func (s *Server) authenticate(ctx context.Context, scopes []string) (identity.Key, error) {
+// scope that rpc requires.
+func (s *Server) authenticate(ctx context.Context, rpc rpcSpec) (identity.Key, error) {
 	auth := authorizationFrom(ctx)
 	if auth == "" {
 		return identity.Key{}, fail(pb.StatusCode_CONN_KEY_INVALID,
@@ -47,10 +47,10 @@ func (s *Server) authenticate(ctx context.Context, scopes []string) (identity.Ke
 		return identity.Key{}, fmt.Errorf("resolve API key: %w", redactError(err, auth, keySecret(auth)))
 	}
 
-	for _, scope := range scopes {
+	for _, scope := range rpc.scopes {
 		if !key.HasScope(scope) {
 			return identity.Key{}, fail(pb.StatusCode_CONN_INSUFFICIENT_SCOPES,
-				"the API key lacks scope %s, which %s requires", scope, strings.Join(scopes, " and "))
+				"the API key lacks scope %s, which %s requires", scope, rpc.name)
 		}
 	}
 	return key, nil

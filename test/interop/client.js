@@ -278,8 +278,15 @@ function fieldToJson(msg, field) {
 function valueToJson(field, value) {
   const resolved = resolvedType(field);
   if (resolved instanceof protobuf.Enum) {
+    // Aliased values (deprecated names sharing a number) map to the first
+    // declared name, as protoc does; protobufjs's valuesById keeps the last.
     // An enum value unknown to this client stays a number, as in proto3 JSON.
-    return Object.prototype.hasOwnProperty.call(resolved.valuesById, value) ? resolved.valuesById[value] : value;
+    for (const [name, number] of Object.entries(resolved.values)) {
+      if (number === value) {
+        return name;
+      }
+    }
+    return value;
   }
   if (resolved instanceof protobuf.Type) {
     return messageToJson(resolved, value);
