@@ -101,6 +101,13 @@ func (s *SQLite) prepareInputs(inputs []*clarifaipb.Input) ([]*storedInput, []er
 // prepareInput validates one input, moves its media bytes into blob files and
 // encodes the message for its row. The caller's message is not changed.
 func (s *SQLite) prepareInput(index int, in *clarifaipb.Input, createdAt int64) (*storedInput, error) {
+	return encodeInput(index, in, createdAt, s.blobs.Put)
+}
+
+// encodeInput validates one input, hands each media's bytes to put, which
+// stores them and returns their name, and encodes the message without them.
+// The caller's message is not changed.
+func encodeInput(index int, in *clarifaipb.Input, createdAt int64, put func([]byte) (string, error)) (*storedInput, error) {
 	if in == nil {
 		return nil, fmt.Errorf("input %d is nil", index)
 	}
@@ -113,13 +120,13 @@ func (s *SQLite) prepareInput(index int, in *clarifaipb.Input, createdAt int64) 
 
 	var err error
 	if data := msg.GetData(); data != nil {
-		if p.image, err = s.moveBytes(data.GetImage()); err != nil {
+		if p.image, err = moveBytes(data.GetImage(), put); err != nil {
 			return nil, fmt.Errorf("input %q image: %w", p.id, err)
 		}
-		if p.video, err = s.moveBytes(data.GetVideo()); err != nil {
+		if p.video, err = moveBytes(data.GetVideo(), put); err != nil {
 			return nil, fmt.Errorf("input %q video: %w", p.id, err)
 		}
-		if p.audio, err = s.moveBytes(data.GetAudio()); err != nil {
+		if p.audio, err = moveBytes(data.GetAudio(), put); err != nil {
 			return nil, fmt.Errorf("input %q audio: %w", p.id, err)
 		}
 	}
@@ -141,15 +148,14 @@ type mediaBytes interface {
 	GetBase64() []byte
 }
 
-// moveBytes writes the media's bytes to a blob file, clears them in the
-// message and returns the file's name. It returns "" when the media has no
-// bytes.
-func (s *SQLite) moveBytes(media mediaBytes) (string, error) {
+// moveBytes hands the media's bytes to put, clears them in the message and
+// returns the name put gave them. It returns "" when the media has no bytes.
+func moveBytes(media mediaBytes, put func([]byte) (string, error)) (string, error) {
 	if media == nil || len(media.GetBase64()) == 0 {
 		return "", nil
 	}
 
-	name, err := s.blobs.Put(media.GetBase64())
+	name, err := put(media.GetBase64())
 	if err != nil {
 		return "", err
 	}
@@ -288,6 +294,12 @@ func (s *SQLite) scanInput(row rowScanner) (*clarifaipb.Input, error) {
 
 // restoreMedia reads the named blob files back into the message.
 func (s *SQLite) restoreMedia(in *clarifaipb.Input, image, video, audio string) error {
+	return restoreMedia(in, image, video, audio, s.blobs.Get)
+}
+
+// restoreMedia puts the bytes that get returns for each non-empty name back
+// into the message.
+func restoreMedia(in *clarifaipb.Input, image, video, audio string, get func(name string) ([]byte, error)) error {
 	if image == "" && video == "" && audio == "" {
 		return nil
 	}
@@ -302,7 +314,7 @@ func (s *SQLite) restoreMedia(in *clarifaipb.Input, image, video, audio string) 
 		if in.Data.Image == nil {
 			in.Data.Image = &clarifaipb.Image{}
 		}
-		if in.Data.Image.Base64, err = s.blobs.Get(image); err != nil {
+		if in.Data.Image.Base64, err = get(image); err != nil {
 			return fmt.Errorf("input %q image: %w", in.GetId(), err)
 		}
 	}
@@ -310,7 +322,7 @@ func (s *SQLite) restoreMedia(in *clarifaipb.Input, image, video, audio string) 
 		if in.Data.Video == nil {
 			in.Data.Video = &clarifaipb.Video{}
 		}
-		if in.Data.Video.Base64, err = s.blobs.Get(video); err != nil {
+		if in.Data.Video.Base64, err = get(video); err != nil {
 			return fmt.Errorf("input %q video: %w", in.GetId(), err)
 		}
 	}
@@ -318,7 +330,7 @@ func (s *SQLite) restoreMedia(in *clarifaipb.Input, image, video, audio string) 
 		if in.Data.Audio == nil {
 			in.Data.Audio = &clarifaipb.Audio{}
 		}
-		if in.Data.Audio.Base64, err = s.blobs.Get(audio); err != nil {
+		if in.Data.Audio.Base64, err = get(audio); err != nil {
 			return fmt.Errorf("input %q audio: %w", in.GetId(), err)
 		}
 	}

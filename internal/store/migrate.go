@@ -27,9 +27,9 @@ type migration struct {
 	sql     string
 }
 
-// loadMigrations reads and orders the embedded migrations.
-func loadMigrations() ([]migration, error) {
-	entries, err := fs.ReadDir(migrationFiles, "migrations")
+// loadMigrations reads and orders the migrations in dir of files.
+func loadMigrations(files fs.FS, dir string) ([]migration, error) {
+	entries, err := fs.ReadDir(files, dir)
 	if err != nil {
 		return nil, fmt.Errorf("read migrations: %w", err)
 	}
@@ -48,7 +48,7 @@ func loadMigrations() ([]migration, error) {
 		}
 		seen[version] = name
 
-		body, err := migrationFiles.ReadFile(path.Join("migrations", name))
+		body, err := fs.ReadFile(files, path.Join(dir, name))
 		if err != nil {
 			return nil, fmt.Errorf("read migration %q: %w", name, err)
 		}
@@ -63,7 +63,7 @@ func loadMigrations() ([]migration, error) {
 // its own transaction together with its schema_migrations row, so a failed
 // migration leaves the schema at the previous version.
 func migrate(ctx context.Context, db *sql.DB, logger *slog.Logger) error {
-	migrations, err := loadMigrations()
+	migrations, err := loadMigrations(migrationFiles, "migrations")
 	if err != nil {
 		return err
 	}

@@ -1,0 +1,205 @@
+package store
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/collectord/collectord/internal/collector"
+)
+
+// InsertCollector stores a new collector with Version 1 and notifies the
+// other processes. A zero CreatedAt is set to the current time, and
+// ModifiedAt is always the current time.
+func (s *Postgres) InsertCollector(ctx context.Context, c collector.Collector) error {
+	now := s.clock.Now()
+	createdAt := now
+	if !c.CreatedAt.IsZero() {
+		createdAt = c.CreatedAt.UnixNano()
+	}
+
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, `INSERT INTO collectors (`+collectorColumns+`)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, 1)`,
+			c.UserID, c.AppID, c.ID, c.Description, createdAt, now,
+			c.Model.UserID, c.Model.AppID, c.Model.ModelID, c.Model.VersionID, c.CallerUserID,
+			c.PostInputsKey, c.PreQueueWorkflowID, c.PostQueueWorkflowID,
+			c.RandomSample, c.CollectOutputs, c.Paused)
+		if err != nil {
+			return err
+		}
+		return s.notifyCollectorChange(ctx, tx, c.UserID, c.AppID, c.ID)
+	})
+	if isUniqueViolation(err) {
+		return fmt.Errorf("insert collector %q in app %s/%s: %w", c.ID, c.UserID, c.AppID, collector.ErrAlreadyExists)
+	}
+	if err != nil {
+		return fmt.Errorf("insert collector %q in app %s/%s: %w", c.ID, c.UserID, c.AppID, err)
+	}
+
+	s.notifyChange()
+	return nil
+}
+
+// UpdateCollector replaces every field but CreatedAt, sets ModifiedAt to the
+// current time, increments Version and notifies the other processes.
+// c.CreatedAt and c.Version are ignored.
+func (s *Postgres) UpdateCollector(ctx context.Context, c collector.Collector) error {
+	var affected int64
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `UPDATE collectors SET
+    description = $4, modified_at = $5,
+    model_user_id = $6, model_app_id = $7, model_id = $8, model_version_id = $9,
+    caller_user_id = $10, post_inputs_key = $11,
+    pre_queue_workflow_id = $12, post_queue_workflow_id = $13,
+    random_sample = $14, collect_outputs = $15, paused = $16,
+    version = version + 1
+WHERE user_id = $1 AND app_id = $2 AND id = $3`,
+			c.UserID, c.AppID, c.ID, c.Description, s.clock.Now(),
+			c.Model.UserID, c.Model.AppID, c.Model.ModelID, c.Model.VersionID,
+			c.CallerUserID, c.PostInputsKey,
+			c.PreQueueWorkflowID, c.PostQueueWorkflowID,
+			c.RandomSample, c.CollectOutputs, c.Paused)
+		if err != nil {
+			return err
+		}
+		if affected = tag.RowsAffected(); affected == 0 {
+			return nil
+		}
+		return s.notifyCollectorChange(ctx, tx, c.UserID, c.AppID, c.ID)
+	})
+	if err != nil {
+		return fmt.Errorf("update collector %q in app %s/%s: %w", c.ID, c.UserID, c.AppID, err)
+	}
+	if affected == 0 {
+		return fmt.Errorf("update collector %q in app %s/%s: %w", c.ID, c.UserID, c.AppID, collector.ErrNotFound)
+	}
+
+	s.notifyChange()
+	return nil
+}
+
+// GetCollector returns collector.ErrNotFound when the app has no collector
+// with that ID.
+func (s *Postgres) GetCollector(ctx context.Context, userID, appID, id string) (collector.Collector, error) {
+	row := s.pool.QueryRow(ctx, `SELECT `+collectorColumns+` FROM collectors
+WHERE user_id = $1 AND app_id = $2 AND id = $3`, userID, appID, id)
+
+	c, err := scanCollector(row)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return collector.Collector{}, fmt.Errorf("get collector %q in app %s/%s: %w", id, userID, appID, collector.ErrNotFound)
+	}
+	if err != nil {
+		return collector.Collector{}, fmt.Errorf("get collector %q in app %s/%s: %w", id, userID, appID, err)
+	}
+	return c, nil
+}
+
+// ListCollectors returns one page of an app's collectors ordered by creation
+// time, then ID. A limit of zero or less returns every collector from offset.
+func (s *Postgres) ListCollectors(ctx context.Context, userID, appID string, offset, limit int) ([]collector.Collector, error) {
+	off, lim := pageBounds(offset, limit)
+	rows, err := s.pool.Query(ctx, `SELECT `+collectorColumns+` FROM collectors
+WHERE user_id = $1 AND app_id = $2
+ORDER BY created_at, id
+LIMIT $3 OFFSET $4`, userID, appID, lim, off)
+	if err != nil {
+		return nil, fmt.Errorf("list collectors of app %s/%s: %w", userID, appID, err)
+	}
+
+	out, err := scanPgCollectors(rows)
+	if err != nil {
+		return nil, fmt.Errorf("list collectors of app %s/%s: %w", userID, appID, err)
+	}
+	return out, nil
+}
+
+// DeleteCollector returns collector.ErrNotFound when the app has no collector
+// with that ID.
+func (s *Postgres) DeleteCollector(ctx context.Context, userID, appID, id string) error {
+	var affected int64
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM collectors
+WHERE user_id = $1 AND app_id = $2 AND id = $3`, userID, appID, id)
+		if err != nil {
+			return err
+		}
+		if affected = tag.RowsAffected(); affected == 0 {
+			return nil
+		}
+		return s.notifyCollectorChange(ctx, tx, userID, appID, id)
+	})
+	if err != nil {
+		return fmt.Errorf("delete collector %q in app %s/%s: %w", id, userID, appID, err)
+	}
+	if affected == 0 {
+		return fmt.Errorf("delete collector %q in app %s/%s: %w", id, userID, appID, collector.ErrNotFound)
+	}
+
+	s.notifyChange()
+	return nil
+}
+
+// DeleteAllCollectors removes every collector of an app and returns how many
+// it removed. Listeners run even when the app had none, as on SQLite, but
+// other processes are notified only when a collector was removed.
+func (s *Postgres) DeleteAllCollectors(ctx context.Context, userID, appID string) (int, error) {
+	var affected int64
+	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		tag, err := tx.Exec(ctx, `DELETE FROM collectors WHERE user_id = $1 AND app_id = $2`, userID, appID)
+		if err != nil {
+			return err
+		}
+		if affected = tag.RowsAffected(); affected == 0 {
+			return nil
+		}
+		return s.notifyCollectorChange(ctx, tx, userID, appID, "")
+	})
+	if err != nil {
+		return 0, fmt.Errorf("delete collectors of app %s/%s: %w", userID, appID, err)
+	}
+
+	s.notifyChange()
+	return int(affected), nil
+}
+
+// MatchCollectors returns the active collectors of callerUserID, or of any
+// caller, whose source model is model. An empty model.ModelID matches every
+// model and model.VersionID is ignored (see collector.Store). The result is
+// ordered by owner and ID. pgx prepares each query once per connection.
+func (s *Postgres) MatchCollectors(ctx context.Context, callerUserID string, model collector.ModelRef) ([]collector.Collector, error) {
+	var (
+		rows pgx.Rows
+		err  error
+	)
+	if model.ModelID == "" {
+		rows, err = s.pool.Query(ctx, matchAnyModelQuery, callerUserID)
+	} else {
+		rows, err = s.pool.Query(ctx, matchModelQuery, callerUserID, model.UserID, model.AppID, model.ModelID)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("match collectors: %w", err)
+	}
+
+	out, err := scanPgCollectors(rows)
+	if err != nil {
+		return nil, fmt.Errorf("match collectors: %w", err)
+	}
+	return out, nil
+}
+
+func scanPgCollectors(rows pgx.Rows) ([]collector.Collector, error) {
+	defer rows.Close()
+
+	var out []collector.Collector
+	for rows.Next() {
+		c, err := scanCollector(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
