@@ -2,7 +2,6 @@ package extproc
 
 import (
 	"slices"
-	"strings"
 
 	corepb "github.com/envoyproxy/go-control-plane/envoy/config/core/v3"
 
@@ -22,9 +21,9 @@ var _ capture.Headers = headerMap{}
 // leave value empty; older versions fill value only.
 func (h headerMap) Get(name string) string {
 	for _, hv := range h.m.GetHeaders() {
-		// Envoy lowercases keys already; EqualFold keeps a mixed-case key
+		// Envoy lowercases keys already; folding keeps a mixed-case key
 		// from a non-Envoy client from hiding a header.
-		if !strings.EqualFold(hv.GetKey(), name) {
+		if !equalFoldASCII(hv.GetKey(), name) {
 			continue
 		}
 		if raw := hv.GetRawValue(); len(raw) > 0 {
@@ -33,6 +32,28 @@ func (h headerMap) Get(name string) string {
 		return hv.GetValue()
 	}
 	return ""
+}
+
+// equalFoldASCII compares header names case-insensitively in ASCII only.
+// Field names are ASCII tokens (RFC 9110), and strings.EqualFold's Unicode
+// folding would let "\u212a" (KELVIN SIGN) match "k".
+func equalFoldASCII(a, b string) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for i := 0; i < len(a); i++ {
+		x, y := a[i], b[i]
+		if 'A' <= x && x <= 'Z' {
+			x += 'a' - 'A'
+		}
+		if 'A' <= y && y <= 'Z' {
+			y += 'a' - 'A'
+		}
+		if x != y {
+			return false
+		}
+	}
+	return true
 }
 
 // metadataOf converts the dynamic metadata Envoy forwarded into the form the

@@ -119,6 +119,7 @@ type harness struct {
 }
 
 type harnessConfig struct {
+	server     Config
 	capture    capture.Config
 	callers    capture.CallerResolver
 	collectors []collector.Collector
@@ -149,7 +150,7 @@ func newHarness(t testing.TB, hc harnessConfig) *harness {
 	engine.Start(context.Background())
 	h.engine = engine
 
-	server, err := New(Config{}, engine, logger, meter)
+	server, err := New(hc.server, engine, logger, meter)
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}

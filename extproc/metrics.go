@@ -12,13 +12,23 @@ const (
 	metricStreams  = "collectord_extproc_streams_total"
 	metricMessages = "collectord_extproc_messages_total"
 	metricPanics   = "collectord_extproc_panics_total"
+	// metricExchangesOpen is a gauge: capture exchanges begun by a stream
+	// and not yet closed or abandoned.
+	metricExchangesOpen = "collectord_extproc_exchanges_open"
 )
 
 // Values of the end label of collectord_extproc_streams_total.
 const (
 	endEOF      = "eof"
 	endCanceled = "canceled"
-	endError    = "error"
+	// endReplyCanceled: the peer reset the stream while the server was
+	// handling a message, before its reply was sent. Envoy does that when
+	// the reply takes longer than message_timeout.
+	endReplyCanceled = "reply_canceled"
+	// endIdleTimeout: the server ended a stream that sent nothing for
+	// Config.IdleTimeout.
+	endIdleTimeout = "idle_timeout"
+	endError       = "error"
 )
 
 // phase is one ext_proc message type. Its name is the label value of the
@@ -62,6 +72,8 @@ type metrics struct {
 	messages metric.Int64Counter
 	panics   metric.Int64Counter
 	byPhase  [phaseCount][]metric.AddOption
+
+	exchangesOpen metric.Int64UpDownCounter
 }
 
 func newMetrics(meter metric.Meter) (*metrics, error) {
@@ -69,7 +81,7 @@ func newMetrics(meter metric.Meter) (*metrics, error) {
 	var err error
 
 	m.streams, err = meter.Int64Counter(metricStreams,
-		metric.WithDescription("ext_proc streams by how they ended: eof, canceled (both normal) or error."))
+		metric.WithDescription("ext_proc streams by how they ended: eof and canceled (both normal), reply_canceled (reset while a reply was due, as after an Envoy message timeout), idle_timeout, or error."))
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", metricStreams, err)
 	}
@@ -84,7 +96,13 @@ func newMetrics(meter metric.Meter) (*metrics, error) {
 		return nil, fmt.Errorf("create %s: %w", metricPanics, err)
 	}
 
-	for _, end := range []string{endEOF, endCanceled, endError} {
+	m.exchangesOpen, err = meter.Int64UpDownCounter(metricExchangesOpen,
+		metric.WithDescription("Capture exchanges begun by an ext_proc stream and not yet closed; it returns to 0 when no stream is open."))
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", metricExchangesOpen, err)
+	}
+
+	for _, end := range []string{endEOF, endCanceled, endReplyCanceled, endIdleTimeout, endError} {
 		m.ends[end] = []metric.AddOption{metric.WithAttributeSet(attribute.NewSet(attribute.String("end", end)))}
 	}
 	for p := range phaseCount {

@@ -10,10 +10,12 @@ import (
 	"github.com/collectord/collectord/internal/capture"
 )
 
-// streamState is the state of one ext_proc stream, used by one goroutine.
+// streamState is the state of one ext_proc stream. Only the goroutine that
+// runs its Recv loop uses it, except clock.
 type streamState struct {
 	server *Server
 	ctx    context.Context
+	clock  idleClock
 
 	// begun is set by the first request_headers message; x is the capture
 	// exchange it started, nil on the fast path or once abandoned.
@@ -87,6 +89,7 @@ func (st *streamState) start(h *extprocpb.HttpHeaders, req *extprocpb.Processing
 			Metadata:    metadataOf(req.GetMetadataContext(), s.cfg.MetadataNamespaces),
 		})
 		if st.x != nil {
+			s.metrics.exchangesOpen.Add(st.ctx, 1)
 			plan = st.x.Plan()
 		}
 	})
@@ -120,8 +123,11 @@ func (st *streamState) protect(p phase, fn func()) {
 			slog.String("phase", p.String()), slog.Any("panic", r), slog.String("stack", string(debug.Stack())))
 		// Abandon rather than Close: Close could still hand off an exchange
 		// that looked complete although a phase failed halfway.
-		abandon(st.x)
-		st.x = nil
+		if st.x != nil {
+			abandon(st.x)
+			st.x = nil
+			s.metrics.exchangesOpen.Add(st.ctx, -1)
+		}
 	}()
 	fn()
 }
@@ -133,6 +139,7 @@ func (st *streamState) close() {
 	}
 	x := st.x
 	st.x = nil
+	defer st.server.metrics.exchangesOpen.Add(st.ctx, -1)
 	st.protect(phaseStreamEnd, x.Close)
 }
 

@@ -13,6 +13,7 @@ import (
 	"io"
 	"log/slog"
 	"math"
+	"time"
 
 	extprocpb "github.com/envoyproxy/go-control-plane/envoy/service/ext_proc/v3"
 	"go.opentelemetry.io/otel/metric"
@@ -27,12 +28,34 @@ import (
 // a mode_override, tens of bytes; the cap makes sure a body is never echoed.
 const maxReplyBytes = 4 << 10
 
+// DefaultIdleTimeout is the idle timeout of a stream when Config.IdleTimeout
+// is zero.
+const DefaultIdleTimeout = 5 * time.Minute
+
 // Config tunes the server.
 type Config struct {
 	// MetadataNamespaces lists the dynamic metadata namespaces (for example
 	// envoy.filters.http.jwt_authn) passed to the capture engine. Empty
 	// passes every namespace Envoy forwards.
 	MetadataNamespaces []string
+
+	// IdleTimeout ends a stream that has waited this long for its next
+	// message: the server ends it with OK and closes its exchange, so a
+	// stream that its peer abandoned without a reset frees its state. Zero
+	// means DefaultIdleTimeout and a negative value turns the timeout off.
+	//
+	// Envoy sends nothing while the model computes the response, so the
+	// timeout must exceed the slowest predict. A stream ended too early
+	// loses its capture, never its predict: after an OK close Envoy stops
+	// sending messages and the request goes on.
+	IdleTimeout time.Duration
+}
+
+func (c Config) idleTimeout() time.Duration {
+	if c.IdleTimeout == 0 {
+		return DefaultIdleTimeout
+	}
+	return c.IdleTimeout
 }
 
 // Server implements the ext_proc ExternalProcessor service over a capture
@@ -123,47 +146,53 @@ func ServerOptions(maxCaptureBytes int64) []grpc.ServerOption {
 // request. It always returns nil: Envoy ends streams by half-closing or
 // cancelling them, and an error status would fail the request when
 // failure_mode_allow is off.
+//
+// A second goroutine runs the Recv loop while Process watches the idle
+// timeout, because only the return of Process makes a blocked Recv return.
+// Process waits for that goroutine on every end but the idle timeout, so
+// the exchange is closed when Process returns. After an idle timeout the
+// goroutine returns, and closes the exchange, as soon as gRPC cancels the
+// stream's context.
 func (s *Server) Process(stream grpc.BidiStreamingServer[extprocpb.ProcessingRequest, extprocpb.ProcessingResponse]) error {
 	ctx := stream.Context()
-	st := &streamState{server: s, ctx: ctx}
-	defer st.close()
+	st := newStreamState(s, ctx)
 
-	for {
-		if ctx.Err() != nil {
-			s.endStream(ctx, ctx.Err())
-			return nil
-		}
-		req, err := stream.Recv()
-		if err != nil {
-			s.endStream(ctx, err)
-			return nil
-		}
-
-		reply := st.handle(req)
-		// In observability mode Envoy ignores replies, so none is sent and
-		// the loop returns to Recv at once.
-		if req.GetObservabilityMode() {
-			continue
-		}
-		if err := stream.Send(reply); err != nil {
-			s.endStream(ctx, err)
-			return nil
-		}
+	idle := s.cfg.idleTimeout()
+	if idle < 0 {
+		s.endStream(ctx, st.receive(stream))
+		return nil
 	}
+
+	ended := make(chan streamEnd, 1)
+	go func() { ended <- st.receive(stream) }()
+	end, ok := st.await(ended, idle)
+	if !ok {
+		s.metrics.streams.Add(ctx, 1, s.metrics.ends[endIdleTimeout]...)
+		s.logger.LogAttrs(ctx, slog.LevelDebug, "ext_proc stream reached the idle timeout and was ended with OK",
+			slog.Duration("idle_timeout", idle))
+		return nil
+	}
+	s.endStream(ctx, end)
+	return nil
 }
 
 // endStream counts how a stream ended and logs the abnormal ends.
-func (s *Server) endStream(ctx context.Context, err error) {
-	end := endError
+func (s *Server) endStream(ctx context.Context, end streamEnd) {
+	label := endError
 	switch {
-	case errors.Is(err, io.EOF):
-		end = endEOF
-	case errors.Is(err, context.Canceled), status.Code(err) == codes.Canceled:
+	case errors.Is(end.err, io.EOF):
+		label = endEOF
+	case end.replying && ctx.Err() != nil:
+		// Envoy resets the stream when a reply is late (message_timeout),
+		// so this end is the server-side sign of a slow reply.
+		label = endReplyCanceled
+		s.logger.LogAttrs(ctx, slog.LevelDebug, "ext_proc stream reset while a reply was due")
+	case ctx.Err() != nil, errors.Is(end.err, context.Canceled), status.Code(end.err) == codes.Canceled:
 		// Envoy usually resets the stream after its half-close.
-		end = endCanceled
+		label = endCanceled
 	default:
 		s.logger.LogAttrs(ctx, slog.LevelWarn, "ext_proc stream ended with an error",
-			slog.String("code", status.Code(err).String()), slog.Any("error", err))
+			slog.String("code", status.Code(end.err).String()), slog.Any("error", end.err))
 	}
-	s.metrics.streams.Add(ctx, 1, s.metrics.ends[end]...)
+	s.metrics.streams.Add(ctx, 1, s.metrics.ends[label]...)
 }

@@ -12,7 +12,10 @@ import (
 // check applies Envoy's rules to the reply of one message.
 func (p *player) check(step Step, reply *extprocpb.ProcessingResponse) {
 	if ir := reply.GetImmediateResponse(); ir != nil {
+		// Envoy sends nothing more after an immediate response and closes
+		// the stream.
 		p.violate(KindImmediateResponse, step, fmt.Sprintf("status %d", ir.GetStatus().GetCode()))
+		p.closeStream()
 		if p.localStatus == 0 {
 			p.localStatus = int(ir.GetStatus().GetCode())
 		}

@@ -317,9 +317,11 @@ func (p *player) send(ctx context.Context, msg *extprocpb.ProcessingRequest) err
 func (p *player) streamFailed(step Step, err error) {
 	switch {
 	case errors.Is(err, io.EOF):
-		// Envoy reads an OK close as the processor needing nothing more.
+		// Envoy reads an OK close as the processor needing nothing more,
+		// and closes its side of the stream.
 		p.violate(KindClosedEarly, step, "stream ended with OK before the reply")
 		p.stopped = true
+		p.closeStream()
 	case errors.Is(err, errTimeout):
 		p.fail(KindTimeout, step, err.Error())
 	default:
@@ -336,9 +338,13 @@ func describe(err error) string {
 
 // fail records a violation that Envoy treats as a processor failure: with
 // failure_mode_allow the exchange continues without the processor, without
-// it Envoy replies 504 on a timeout and 500 otherwise.
+// it Envoy replies 504 on a timeout and 500 otherwise. Either way Envoy
+// closes the stream at once (half-close, then reset). The processor gets
+// the end while it may still be working on the message, and a late reply is
+// discarded.
 func (p *player) fail(kind ViolationKind, step Step, detail string) {
 	p.violate(kind, step, detail)
+	p.closeStream()
 	if p.cfg.FailureModeAllow {
 		p.stopped = true
 		p.result.FailedOpen = true
@@ -349,6 +355,14 @@ func (p *player) fail(kind ViolationKind, step Step, detail string) {
 		if kind == KindTimeout {
 			p.localStatus = 504
 		}
+	}
+}
+
+// closeStream closes the stream the way Envoy does once it stops processing
+// an exchange.
+func (p *player) closeStream() {
+	if p.stream != nil {
+		p.stream.close()
 	}
 }
 
@@ -370,9 +384,10 @@ func (p *player) upstreamRequest() {
 // observability mode Envoy first waits for the processor to close, up to
 // deferred_close_timeout.
 func (p *player) end(ctx context.Context) {
-	if p.stream == nil {
+	if p.stream == nil || p.stream.closed {
 		return
 	}
+	defer p.stream.close()
 	if err := p.stream.stream.CloseSend(); err != nil {
 		return
 	}
@@ -399,7 +414,7 @@ func (p *player) end(ctx context.Context) {
 
 // flagUnread reports replies no message was waiting for.
 func (p *player) flagUnread() {
-	if p.cfg.ObservabilityMode || p.stopped {
+	if p.cfg.ObservabilityMode || p.stopped || p.stream.closed {
 		return
 	}
 	for _, reply := range p.stream.unread() {

@@ -525,3 +525,76 @@ func TestLoadConfig_NoExtProc(t *testing.T) {
 		t.Errorf("LoadConfig of a bootstrap without ext_proc succeeded")
 	}
 }
+
+// lateReplier waits on request headers until Envoy resets the stream, then
+// tries to reply anyway, and reports how the stream looked to it.
+type lateReplier struct {
+	// reset receives once the stream's context is done.
+	reset chan struct{}
+	// sendErr receives the error of the late reply.
+	sendErr chan error
+}
+
+func newLateReplier() *lateReplier {
+	return &lateReplier{reset: make(chan struct{}, 1), sendErr: make(chan error, 1)}
+}
+
+func (l *lateReplier) handle(p *testProcessor, stream processStream) error {
+	req, ok, err := p.recv(stream)
+	if !ok {
+		return err
+	}
+	select {
+	case <-stream.Context().Done():
+		l.reset <- struct{}{}
+	case <-time.After(10 * time.Second):
+	}
+	l.sendErr <- stream.Send(continueReply(req))
+	return nil
+}
+
+func TestClient_ResetAfterTimeout(t *testing.T) {
+	for _, failOpen := range []bool{true, false} {
+		l := newLateReplier()
+		p := startProcessor(t, l.handle)
+		c := dial(t, p.addr, Config{ProcessingMode: streamedRequest, MessageTimeout: 20 * time.Millisecond, FailureModeAllow: failOpen})
+		ex := restExchange()
+		resetBeforeNextStep := false
+		ex.AfterMessage = func(s Step) {
+			if s.Phase != PhaseRequestHeaders {
+				return
+			}
+			// The processor can only see the reset here if the client
+			// reset the stream at the timeout, not at the end of Play.
+			select {
+			case <-l.reset:
+				resetBeforeNextStep = true
+			case <-time.After(10 * time.Second):
+			}
+		}
+
+		r := play(t, c, ex)
+
+		if !resetBeforeNextStep {
+			t.Errorf("failure_mode_allow=%v: the processor did not see the stream reset after the timeout", failOpen)
+		}
+		if err := <-l.sendErr; err == nil {
+			t.Errorf("failure_mode_allow=%v: the late reply was sent on a reset stream", failOpen)
+		}
+		if !r.Has(KindTimeout) {
+			t.Errorf("failure_mode_allow=%v: violations = %v, want a timeout", failOpen, r.Violations)
+		}
+		if r.Has(KindSpuriousReply) {
+			t.Errorf("failure_mode_allow=%v: the late reply was counted as spurious, but Envoy discards it", failOpen)
+		}
+		if got := r.SentPhases(); !slices.Equal(got, []Phase{PhaseRequestHeaders}) {
+			t.Errorf("failure_mode_allow=%v: sent phases = %v, want request headers only", failOpen, got)
+		}
+		if r.Succeeded != failOpen {
+			t.Errorf("failure_mode_allow=%v: Succeeded = %v, Status = %d", failOpen, r.Succeeded, r.Status)
+		}
+		if !failOpen && r.Status != 504 {
+			t.Errorf("failure_mode_allow=false: Status = %d, want 504", r.Status)
+		}
+	}
+}

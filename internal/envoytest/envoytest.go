@@ -9,7 +9,9 @@
 // raw_value only, mode_override is honoured only in replies to headers, and
 // message_timeout bounds each reply. A failing processor fails the request
 // (500, or 504 on a timeout) unless failure_mode_allow is set, in which case
-// Envoy continues without it.
+// Envoy continues without it. Either way Envoy stops processing the exchange
+// and closes the stream at once, a half-close followed by a reset, as it does
+// after an immediate response or an OK close by the processor.
 package envoytest
 
 import (

@@ -15,13 +15,26 @@ import (
 func headerMap(headers []Header, rules *filterpb.HeaderForwardingRules) *corepb.HeaderMap {
 	m := &corepb.HeaderMap{Headers: make([]*corepb.HeaderValue, 0, len(headers))}
 	for _, h := range headers {
-		name := strings.ToLower(h.Name)
+		name := lowerASCII(h.Name)
 		if !forwarded(name, rules) {
 			continue
 		}
 		m.Headers = append(m.Headers, &corepb.HeaderValue{Key: name, RawValue: []byte(h.Value)})
 	}
 	return m
+}
+
+// lowerASCII lowercases ASCII letters only, as Envoy does with header names;
+// strings.ToLower would also map non-ASCII letters such as "\u212a" (KELVIN
+// SIGN) to "k".
+func lowerASCII(s string) string {
+	b := []byte(s)
+	for i, c := range b {
+		if 'A' <= c && c <= 'Z' {
+			b[i] = c + 'a' - 'A'
+		}
+	}
+	return string(b)
 }
 
 // forwarded applies forward_rules: a header must match allowed_headers when
@@ -52,7 +65,7 @@ func matchesAny(s string, list *matcherpb.ListStringMatcher) bool {
 func matches(s string, m *matcherpb.StringMatcher) bool {
 	fold := func(x string) string {
 		if m.GetIgnoreCase() {
-			return strings.ToLower(x)
+			return lowerASCII(x)
 		}
 		return x
 	}

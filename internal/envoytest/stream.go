@@ -18,6 +18,10 @@ var errTimeout = errors.New("no reply within message_timeout")
 // for it.
 type sideStream struct {
 	stream grpc.BidiStreamingClient[extprocpb.ProcessingRequest, extprocpb.ProcessingResponse]
+	// cancel resets the stream.
+	cancel context.CancelFunc
+	// closed is set once close has run; only the player's goroutine uses it.
+	closed bool
 
 	mu       sync.Mutex
 	replies  []*extprocpb.ProcessingResponse
@@ -31,12 +35,15 @@ type sideStream struct {
 }
 
 func openStream(ctx context.Context, client extprocpb.ExternalProcessorClient) (*sideStream, error) {
+	ctx, cancel := context.WithCancel(ctx)
 	stream, err := client.Process(ctx)
 	if err != nil {
+		cancel()
 		return nil, err
 	}
 	s := &sideStream{
 		stream: stream,
+		cancel: cancel,
 		notify: make(chan struct{}, 1),
 		done:   make(chan struct{}),
 	}
@@ -63,6 +70,19 @@ func (s *sideStream) receive() {
 		default:
 		}
 	}
+}
+
+// close ends the stream as Envoy's ext_proc client does when it closes a
+// stream: a half-close followed at once by a reset (RST_STREAM). The
+// processor's Recv returns io.EOF or codes.Canceled, and any later reply is
+// discarded.
+func (s *sideStream) close() {
+	if s.closed {
+		return
+	}
+	s.closed = true
+	_ = s.stream.CloseSend()
+	s.cancel()
 }
 
 // next returns the next unread reply. It fails with errTimeout after timeout,
