@@ -23,6 +23,8 @@ type Config struct {
 	// DataDir holds the embedded SQLite database, the embedded JetStream store
 	// and the local app's input files.
 	DataDir string `json:"data_dir"`
+	// Store selects where collectors, keys, apps and inputs are stored.
+	Store StoreConfig `json:"store"`
 
 	// ExtProc is the Envoy-facing ext_proc gRPC server.
 	ExtProc ExtProcConfig `json:"extproc"`
@@ -40,16 +42,33 @@ type Config struct {
 	Ingest IngestConfig `json:"ingest"`
 	// Log sets the log level and format.
 	Log LogConfig `json:"log"`
+	// Secrets sets the keys that encrypt post-inputs keys at rest.
+	Secrets SecretsConfig `json:"secrets"`
 
 	// DrainTimeout bounds the graceful drain after SIGTERM: stop taking
 	// streams, flush the hand-off into JetStream, finish in-flight batches.
 	DrainTimeout Duration `json:"drain_timeout"`
 }
 
+// StoreConfig selects the store.
+type StoreConfig struct {
+	// PostgresURL is the postgres:// or postgresql:// URL of a PostgreSQL
+	// database shared by several collectord processes, which then see each
+	// other's collector changes at once. A search_path parameter in the URL
+	// selects the schema. Empty (the default) uses the embedded SQLite store
+	// in data_dir. The URL may hold a password: prefer the environment
+	// variable to the config file.
+	PostgresURL string `json:"postgres_url"`
+}
+
 // ExtProcConfig configures the ext_proc server.
 type ExtProcConfig struct {
 	// Listen is a host:port, or unix:PATH for a Unix domain socket.
 	Listen string `json:"listen"`
+	// IdleTimeout ends a stream that has waited this long for Envoy's next
+	// message and frees its state. It must exceed the slowest predict, or
+	// captures of slow predicts are lost (the predicts themselves go on).
+	IdleTimeout Duration `json:"idle_timeout"`
 }
 
 // APIConfig configures the management API listeners.
@@ -94,6 +113,43 @@ type IdentityConfig struct {
 	TrustedHeader string `json:"trusted_header"`
 	// KeyCacheTTL is how long a resolved API key stays cached.
 	KeyCacheTTL Duration `json:"key_cache_ttl"`
+	// JWT reads the caller from a JWT payload verified by Envoy's jwt_authn
+	// filter. It takes precedence over the trusted header and API keys.
+	JWT JWTConfig `json:"jwt"`
+	// Introspection resolves API keys that the local key store does not
+	// hold through a Clarifai-compatible API.
+	Introspection IntrospectionConfig `json:"introspection"`
+}
+
+// JWTConfig selects the caller from the verified JWT payload that Envoy's
+// jwt_authn filter writes into dynamic metadata and the ext_proc filter
+// forwards (metadata_options.forwarding_namespaces.untyped).
+type JWTConfig struct {
+	// Namespace is the dynamic metadata namespace of the jwt_authn filter.
+	Namespace string `json:"namespace"`
+	// PayloadKey is the payload_in_metadata name of the jwt_authn provider.
+	// Empty (the default) turns JWT callers off.
+	PayloadKey string `json:"payload_key"`
+	// Claim is the top-level claim whose string value is the caller's user ID.
+	Claim string `json:"claim"`
+}
+
+// IntrospectionConfig sets how unknown API keys are resolved with
+// GET {base_url}/v2/users/me and "Authorization: Key <key>".
+type IntrospectionConfig struct {
+	// BaseURL is the http:// or https:// base of a Clarifai-compatible API,
+	// without /v2. Empty (the default) turns introspection off.
+	BaseURL string `json:"base_url"`
+	// Timeout bounds one introspection request.
+	Timeout Duration `json:"timeout"`
+	// Wait bounds how long a predict's request headers wait for an
+	// introspection; a slower response is cached for the next predict. Keep
+	// it below Envoy's message_timeout.
+	Wait Duration `json:"wait"`
+	// CacheTTL is how long an accepted key stays cached.
+	CacheTTL Duration `json:"cache_ttl"`
+	// NegativeTTL is how long a rejected key stays cached as unknown.
+	NegativeTTL Duration `json:"negative_ttl"`
 }
 
 // IngestConfig sets the queue and delivery.
@@ -123,11 +179,43 @@ type LogConfig struct {
 	Format string `json:"format"`
 }
 
+// SecretsConfig names the data-encryption keys of post-inputs keys. With
+// neither field set, `collectord run` uses DATA_DIR/secret.key and creates
+// it at first start.
+type SecretsConfig struct {
+	// KeyFile is a file of keys, one per line as ID:KEY or KEY, where KEY is
+	// 32 bytes in hex or base64. The first key encrypts, and the others only
+	// decrypt values written before a rotation.
+	KeyFile string `json:"key_file"`
+	// Key is key material in the key file format. It is read only from the
+	// COLLECTORD_SECRET_KEY environment variable, never from the file or a
+	// flag, and prints as "****".
+	Key Sensitive `json:"-"`
+}
+
+// Sensitive is a string that fmt, slog and JSON print as "****", so a
+// Config can be logged without its secrets.
+type Sensitive string
+
+// String returns "****", or "" when the value is empty.
+func (s Sensitive) String() string {
+	if s == "" {
+		return ""
+	}
+	return "****"
+}
+
+// GoString returns the same as String, for %#v.
+func (s Sensitive) GoString() string { return s.String() }
+
+// MarshalJSON writes the masked form.
+func (s Sensitive) MarshalJSON() ([]byte, error) { return json.Marshal(s.String()) }
+
 // Default returns the configuration used when nothing is set.
 func Default() Config {
 	return Config{
 		DataDir: "./collectord-data",
-		ExtProc: ExtProcConfig{Listen: "127.0.0.1:50051"},
+		ExtProc: ExtProcConfig{Listen: "127.0.0.1:50051", IdleTimeout: Duration(5 * time.Minute)},
 		API:     APIConfig{Listen: "127.0.0.1:8080", GRPCListen: "127.0.0.1:8081"},
 		Admin:   AdminConfig{Listen: "127.0.0.1:9090"},
 		Capture: CaptureConfig{
@@ -135,7 +223,16 @@ func Default() Config {
 			Assemblers:      2,
 			QueueSize:       1024,
 		},
-		Identity: IdentityConfig{KeyCacheTTL: Duration(time.Minute)},
+		Identity: IdentityConfig{
+			KeyCacheTTL: Duration(time.Minute),
+			JWT:         JWTConfig{Namespace: "envoy.filters.http.jwt_authn", Claim: "sub"},
+			Introspection: IntrospectionConfig{
+				Timeout:     Duration(2 * time.Second),
+				Wait:        Duration(100 * time.Millisecond),
+				CacheTTL:    Duration(5 * time.Minute),
+				NegativeTTL: Duration(30 * time.Second),
+			},
+		},
 		Ingest: IngestConfig{
 			HandoffSize:   8192,
 			MaxStoreBytes: 1 << 30,
@@ -172,7 +269,13 @@ func (c *Config) Validate() error {
 	if c.DataDir == "" {
 		check("data_dir", errors.New("must not be empty"))
 	}
+	if c.Store.PostgresURL != "" {
+		check("store.postgres_url", validatePostgresURL(c.Store.PostgresURL))
+	}
 	check("extproc.listen", validateListen(c.ExtProc.Listen, true))
+	if c.ExtProc.IdleTimeout <= 0 {
+		check("extproc.idle_timeout", errors.New("must be positive"))
+	}
 	check("api.listen", validateListen(c.API.Listen, false))
 	if c.API.GRPCListen != "" {
 		check("api.grpc_listen", validateListen(c.API.GRPCListen, false))
@@ -192,6 +295,8 @@ func (c *Config) Validate() error {
 	if c.Identity.TrustedHeader != "" && strings.ContainsAny(c.Identity.TrustedHeader, " :") {
 		check("identity.trusted_header", fmt.Errorf("%q is not a header name", c.Identity.TrustedHeader))
 	}
+	check("identity.jwt", c.Identity.JWT.validate())
+	check("identity.introspection", c.Identity.Introspection.validate())
 	if c.Ingest.HandoffSize <= 0 {
 		check("ingest.handoff_size", errors.New("must be positive"))
 	}
@@ -220,6 +325,9 @@ func (c *Config) Validate() error {
 	default:
 		check("log.format", fmt.Errorf("%q is not one of text, json", c.Log.Format))
 	}
+	if c.Secrets.KeyFile != "" && c.Secrets.Key != "" {
+		check("secrets.key_file", errors.New("is set together with COLLECTORD_SECRET_KEY: set only one"))
+	}
 	if c.DrainTimeout <= 0 {
 		check("drain_timeout", errors.New("must be positive"))
 	}
@@ -238,6 +346,32 @@ func (p ProxyConfig) validate() error {
 	}
 	if err := validateHTTPURL(p.Upstream); err != nil {
 		return fmt.Errorf("upstream: %w", err)
+	}
+	return nil
+}
+
+func (j JWTConfig) validate() error {
+	if j.PayloadKey == "" {
+		return nil
+	}
+	if strings.TrimSpace(j.Namespace) == "" {
+		return errors.New("namespace must not be empty when payload_key is set")
+	}
+	if strings.TrimSpace(j.Claim) == "" {
+		return errors.New("claim must not be empty when payload_key is set")
+	}
+	return nil
+}
+
+func (i IntrospectionConfig) validate() error {
+	if i.BaseURL == "" {
+		return nil
+	}
+	if err := validateHTTPURL(i.BaseURL); err != nil {
+		return fmt.Errorf("base_url: %w", err)
+	}
+	if i.Timeout <= 0 || i.Wait <= 0 || i.CacheTTL <= 0 || i.NegativeTTL <= 0 {
+		return errors.New("timeout, wait, cache_ttl and negative_ttl must be positive")
 	}
 	return nil
 }
@@ -267,6 +401,24 @@ func validateHTTPURL(raw string) error {
 	}
 	if u.Host == "" {
 		return fmt.Errorf("%q has no host", raw)
+	}
+	return nil
+}
+
+// validatePostgresURL checks the scheme only, since libpq URLs may leave the
+// host out (a Unix socket) or put it in the query. Its errors never repeat
+// the URL, which may hold a password.
+func validatePostgresURL(raw string) error {
+	u, err := url.Parse(raw)
+	if err != nil {
+		var urlErr *url.Error
+		if errors.As(err, &urlErr) {
+			err = urlErr.Err
+		}
+		return fmt.Errorf("not a URL: %w", err)
+	}
+	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
+		return errors.New("must start with postgres:// or postgresql://")
 	}
 	return nil
 }

@@ -3,9 +3,14 @@ package config
 import (
 	"flag"
 	"fmt"
+	"net/url"
 	"strconv"
 	"strings"
 )
+
+// EnvSecretKey is the environment variable that holds data-encryption keys
+// in the key file format.
+const EnvSecretKey = "COLLECTORD_SECRET_KEY"
 
 // setting binds one field to a flag name and an environment variable.
 type setting struct {
@@ -20,6 +25,7 @@ type setting struct {
 func (c *Config) settings() []setting {
 	return []setting{
 		{"data-dir", "COLLECTORD_DATA_DIR", "directory of the embedded store, queue and input files", (*stringValue)(&c.DataDir)},
+		{"postgres-url", "COLLECTORD_POSTGRES_URL", "postgres:// URL of a PostgreSQL store shared by several processes; empty uses SQLite in --data-dir", (*secretURLValue)(&c.Store.PostgresURL)},
 		{"extproc-listen", "COLLECTORD_EXTPROC_LISTEN", "ext_proc gRPC listen address, host:port or unix:PATH", (*stringValue)(&c.ExtProc.Listen)},
 		{"api-listen", "COLLECTORD_API_LISTEN", "management REST API listen address", (*stringValue)(&c.API.Listen)},
 		{"grpc-listen", "COLLECTORD_GRPC_LISTEN", "management gRPC API listen address; empty turns it off", (*stringValue)(&c.API.GRPCListen)},
@@ -28,9 +34,12 @@ func (c *Config) settings() []setting {
 		{"upstream", "COLLECTORD_UPSTREAM", "http:// URL of the model server behind the interceptor", (*stringValue)(&c.Proxy.Upstream)},
 		{"max-capture-bytes", "COLLECTORD_MAX_CAPTURE_BYTES", "body bytes kept per exchange before a capture is dropped", (*int64Value)(&c.Capture.MaxCaptureBytes)},
 		{"trusted-header", "COLLECTORD_TRUSTED_HEADER", "request header that names the caller; only when Envoy strips it from clients", (*stringValue)(&c.Identity.TrustedHeader)},
+		{"jwt-payload-key", "COLLECTORD_JWT_PAYLOAD_KEY", "payload_in_metadata name of Envoy's jwt_authn provider; the verified JWT then names the caller", (*stringValue)(&c.Identity.JWT.PayloadKey)},
+		{"introspection-url", "COLLECTORD_INTROSPECTION_URL", "base URL of a Clarifai-compatible API that resolves API keys unknown to the local store", (*stringValue)(&c.Identity.Introspection.BaseURL)},
 		{"remote-base-url", "COLLECTORD_REMOTE_BASE_URL", "deliver to a Clarifai-compatible API at this base URL instead of the local app", (*stringValue)(&c.Ingest.RemoteBaseURL)},
 		{"log-level", "COLLECTORD_LOG_LEVEL", "debug, info, warn or error", (*stringValue)(&c.Log.Level)},
 		{"log-format", "COLLECTORD_LOG_FORMAT", "text or json", (*stringValue)(&c.Log.Format)},
+		{"secret-key-file", "COLLECTORD_SECRET_KEY_FILE", "file of the keys that encrypt post-inputs keys at rest", (*stringValue)(&c.Secrets.KeyFile)},
 		{"drain-timeout", "COLLECTORD_DRAIN_TIMEOUT", "bound on the graceful drain after SIGTERM", &c.DrainTimeout},
 	}
 }
@@ -62,6 +71,10 @@ func Load(fs *flag.FlagSet, args []string, getenv func(string) string) (Config, 
 			return cfg, fmt.Errorf("environment variable %s: %w", s.env, err)
 		}
 	}
+
+	// Key material comes only from the environment: a flag would show it in
+	// the process list, and a config file is often shared.
+	cfg.Secrets.Key = Sensitive(getenv(EnvSecretKey))
 
 	fs.String("config", "", "YAML configuration file")
 	for _, s := range cfg.settings() {
@@ -98,6 +111,23 @@ type stringValue string
 
 func (s *stringValue) String() string     { return string(*s) }
 func (s *stringValue) Set(v string) error { *s = stringValue(v); return nil }
+
+// secretURLValue is a URL flag whose String, which the flag package prints
+// as the default in help text, hides the password.
+type secretURLValue string
+
+func (s *secretURLValue) String() string {
+	if s == nil || *s == "" {
+		return ""
+	}
+	u, err := url.Parse(string(*s))
+	if err != nil {
+		return "(invalid URL)"
+	}
+	return u.Redacted()
+}
+
+func (s *secretURLValue) Set(v string) error { *s = secretURLValue(v); return nil }
 
 type int64Value int64
 

@@ -45,6 +45,7 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 
+	"github.com/collectord/collectord/internal/audit"
 	"github.com/collectord/collectord/internal/collector"
 	"github.com/collectord/collectord/internal/identity"
 	"github.com/collectord/collectord/internal/localapp"
@@ -71,8 +72,8 @@ type KeyResolver interface {
 }
 
 // Deps are the stores and services the API uses. All are required except
-// Logger, Meter and Now, which default to a discarding logger, a no-op meter
-// and time.Now.
+// Audit, Logger, Meter and Now, which default to no audit log, a discarding
+// logger, a no-op meter and time.Now.
 type Deps struct {
 	Collectors collector.Store
 	Apps       localapp.AppStore
@@ -81,6 +82,9 @@ type Deps struct {
 	Logger     *slog.Logger
 	Meter      metric.Meter
 	Now        func() time.Time
+	// Audit receives an entry for every successful change. Nil keeps no
+	// audit log, and ListAuditEntries then returns NOT_IMPLEMENTED.
+	Audit audit.Store
 }
 
 // Server implements the clarifai.api.V2 service. Methods that collectord does
@@ -93,6 +97,7 @@ type Server struct {
 	apps       localapp.AppStore
 	inputs     localapp.InputStore
 	keys       KeyResolver
+	audit      *auditLog
 	log        *slog.Logger
 	now        func() time.Time
 	metrics    *apiMetrics
@@ -116,6 +121,10 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	auditLog, err := newAuditLog(deps.Audit, deps)
+	if err != nil {
+		return nil, err
+	}
 
 	s := &Server{
 		cfg:        cfg,
@@ -123,6 +132,7 @@ func New(cfg Config, deps Deps) (*Server, error) {
 		apps:       deps.Apps,
 		inputs:     deps.Inputs,
 		keys:       deps.Keys,
+		audit:      auditLog,
 		log:        deps.Logger,
 		now:        deps.Now,
 		metrics:    m,
@@ -215,7 +225,7 @@ func (s *Server) serve(ctx context.Context, rpc rpcSpec, body func(*call) error)
 		s.finish(ctx, c, st, s.now().Sub(start))
 	}()
 
-	key, err := s.authenticate(ctx, rpc.scopes)
+	key, err := s.authenticate(ctx, rpc)
 	if err == nil {
 		c.key = key
 		err = body(c)

@@ -72,6 +72,7 @@ func (s *Server) postApps(ctx context.Context, c *call, req *pb.PostAppsRequest,
 			return fmt.Errorf("insert app %q: %w", app.ID, err)
 		}
 		resp.Apps = append(resp.Apps, appToProto(app))
+		s.audit.record(ctx, c, appCreated(app))
 	}
 	return nil
 }

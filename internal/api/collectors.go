@@ -55,6 +55,7 @@ func (s *Server) postCollectors(ctx context.Context, c *call, req *pb.PostCollec
 
 	for _, col := range batch {
 		resp.Collectors = append(resp.Collectors, collectorToProto(col))
+		s.audit.record(ctx, c, collectorCreated(col))
 	}
 	return nil
 }
@@ -256,8 +257,9 @@ func (s *Server) patchCollectors(ctx context.Context, c *call, req *pb.PatchColl
 		return err
 	}
 
-	for _, col := range updates {
+	for i, col := range updates {
 		resp.Collectors = append(resp.Collectors, collectorToProto(col))
+		s.audit.record(ctx, c, collectorUpdated(previous[i], col))
 	}
 	return nil
 }
@@ -398,6 +400,9 @@ func (s *Server) deleteCollectors(ctx context.Context, c *call, req *pb.DeleteCo
 		}
 		s.log.InfoContext(ctx, "deleted all collectors of an app",
 			"req_id", c.reqID, "user_id", app.UserID, "app_id", app.ID, "count", n)
+		if n > 0 {
+			s.audit.record(ctx, c, allCollectorsDeleted(app, n))
+		}
 		return nil
 	case len(ids) == 0:
 		return fail(pb.StatusCode_CONN_INVALID_REQUEST, "set ids to the collectors to delete, or delete_all to true")
@@ -414,6 +419,7 @@ func (s *Server) deleteCollectors(ctx context.Context, c *call, req *pb.DeleteCo
 		if err != nil {
 			return fmt.Errorf("delete collector %q: %w", id, err)
 		}
+		s.audit.record(ctx, c, collectorDeleted(app, id))
 	}
 	return partialDeleteError("collectors", pb.StatusCode_COLLECTOR_MISSING, app.ID, len(unique), missing)
 }

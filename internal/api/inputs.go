@@ -7,6 +7,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/collectord/collectord/internal/audit"
 	"github.com/collectord/collectord/internal/identity"
 	"github.com/collectord/collectord/internal/localapp"
 	pb "github.com/collectord/collectord/internal/pb/clarifaipb"
@@ -62,6 +63,9 @@ func (s *Server) postInputs(ctx context.Context, c *call, req *pb.PostInputsRequ
 	inputs, valid := prepareInputs(req.GetInputs(), suffix)
 	if err := s.insertInputs(ctx, c, app, inputs, valid, suffix); err != nil {
 		return err
+	}
+	if added := addedInputIDs(inputs); len(added) > 0 {
+		s.audit.record(ctx, c, inputsChanged(audit.ActionCreate, app, added))
 	}
 
 	resp.Inputs = make([]*pb.Input, len(inputs))
@@ -316,7 +320,7 @@ func (s *Server) DeleteInputs(ctx context.Context, req *pb.DeleteInputsRequest) 
 			return fail(pb.StatusCode_CONN_INVALID_REQUEST, "ids is empty: list the inputs to delete")
 		}
 
-		var missing []string
+		var missing, deleted []string
 		unique := uniqueStrings(req.GetIds())
 		for _, id := range unique {
 			err := s.inputs.DeleteInput(ctx, app.UserID, app.ID, id)
@@ -325,9 +329,12 @@ func (s *Server) DeleteInputs(ctx context.Context, req *pb.DeleteInputsRequest) 
 				continue
 			}
 			if err != nil {
+				s.recordDeletedInputs(ctx, c, app, deleted)
 				return fmt.Errorf("delete input %q: %w", id, err)
 			}
+			deleted = append(deleted, id)
 		}
+		s.recordDeletedInputs(ctx, c, app, deleted)
 		return partialDeleteError("inputs", pb.StatusCode_INPUT_DOES_NOT_EXIST, app.ID, len(unique), missing)
 	})
 	return resp, nil

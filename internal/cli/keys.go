@@ -38,6 +38,7 @@ func keysCommand(ctx context.Context, args []string, stdout, stderr io.Writer) e
 func keysCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("keys create", stderr)
 	dataDir := fs.String("data-dir", "./collectord-data", "data directory of the store")
+	postgresURL := fs.String("postgres-url", "", "postgres:// URL of a shared PostgreSQL store; empty uses the SQLite store in --data-dir")
 	user := fs.String("user", "", "user ID the key acts for (required)")
 	app := fs.String("app", "", "app ID for an app key; empty makes a personal key for all the user's apps")
 	scopes := fs.String("scopes", strings.Join(identity.AllScopes, ","), "comma-separated scopes")
@@ -54,7 +55,7 @@ func keysCreate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		}
 	}
 
-	db, err := openStore(ctx, *dataDir, stderr)
+	db, err := openKeyStore(ctx, *dataDir, *postgresURL, stderr)
 	if err != nil {
 		return err
 	}
@@ -82,12 +83,13 @@ func keysCreate(ctx context.Context, args []string, stdout, stderr io.Writer) er
 func keysList(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("keys list", stderr)
 	dataDir := fs.String("data-dir", "./collectord-data", "data directory of the store")
+	postgresURL := fs.String("postgres-url", "", "postgres:// URL of a shared PostgreSQL store; empty uses the SQLite store in --data-dir")
 	user := fs.String("user", "", "list only this user's keys")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
 
-	db, err := openStore(ctx, *dataDir, stderr)
+	db, err := openKeyStore(ctx, *dataDir, *postgresURL, stderr)
 	if err != nil {
 		return err
 	}
@@ -108,6 +110,7 @@ func keysList(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 func keysDelete(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := newFlagSet("keys delete", stderr)
 	dataDir := fs.String("data-dir", "./collectord-data", "data directory of the store")
+	postgresURL := fs.String("postgres-url", "", "postgres:// URL of a shared PostgreSQL store; empty uses the SQLite store in --data-dir")
 	if err := parseFlags(fs, args); err != nil {
 		return err
 	}
@@ -115,7 +118,7 @@ func keysDelete(ctx context.Context, args []string, stdout, stderr io.Writer) er
 		return fmt.Errorf("%w: keys delete takes one key ID (see keys list)", ErrUsage)
 	}
 
-	db, err := openStore(ctx, *dataDir, stderr)
+	db, err := openKeyStore(ctx, *dataDir, *postgresURL, stderr)
 	if err != nil {
 		return err
 	}
@@ -129,6 +132,25 @@ func keysDelete(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	fmt.Fprintf(stdout, "deleted key %s\n", fs.Arg(0))
 	return nil
+}
+
+// openKeyStore opens the PostgreSQL store at postgresURL when it is set, and
+// the SQLite store under dataDir otherwise.
+func openKeyStore(ctx context.Context, dataDir, postgresURL string, stderr io.Writer) (store.Store, error) {
+	if postgresURL == "" {
+		db, err := openStore(ctx, dataDir, stderr)
+		if err != nil {
+			return nil, err
+		}
+		return db, nil
+	}
+
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	db, err := store.OpenPostgres(ctx, store.PostgresConfig{URL: postgresURL, Logger: logger})
+	if err != nil {
+		return nil, err
+	}
+	return db, nil
 }
 
 func openStore(ctx context.Context, dataDir string, stderr io.Writer) (*store.SQLite, error) {

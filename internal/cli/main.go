@@ -18,6 +18,18 @@ Usage:
                                    embedded SQLite and JetStream under --data-dir
   collectord keys create|list|delete [flags]
                                    manage API keys in the store under --data-dir
+  collectord collectors create|list|get|update|delete|pause|resume [flags]
+                                   manage collectors through the REST API of a
+                                   running collectord (--api, $COLLECTORD_KEY)
+  collectord apps create|list|get [flags]
+                                   manage apps through the REST API
+  collectord deadletters list|replay|purge [flags]
+                                   inspect, requeue or delete dead-lettered records
+                                   of a stopped node (--data-dir) or a cluster
+                                   (--nats-url)
+  collectord secrets rotate [flags]
+                                   re-encrypt every stored post-inputs key with the
+                                   primary data-encryption key (see docs/security.md)
   collectord version
 
 Run "collectord COMMAND -h" for the flags of a command.
@@ -43,6 +55,14 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return runCommand(ctx, args[1:], stdout, stderr)
 	case "keys":
 		return keysCommand(ctx, args[1:], stdout, stderr)
+	case "secrets":
+		return secretsCommand(ctx, args[1:], stdout, stderr)
+	case "collectors":
+		return collectorsCommand(ctx, args[1:], stdout, stderr)
+	case "apps":
+		return appsCommand(ctx, args[1:], stdout, stderr)
+	case "deadletters":
+		return deadLettersCommand(ctx, args[1:], stdout, stderr)
 	case "version":
 		fmt.Fprintln(stdout, Version)
 		return nil

@@ -28,6 +28,7 @@ import (
 	"github.com/collectord/collectord/internal/identity"
 	"github.com/collectord/collectord/internal/ingest"
 	"github.com/collectord/collectord/internal/proxy"
+	"github.com/collectord/collectord/internal/secret"
 	"github.com/collectord/collectord/internal/store"
 	"github.com/collectord/collectord/internal/telemetry"
 )
@@ -49,7 +50,7 @@ type Node struct {
 	addrs  Addrs
 
 	metrics   *telemetry.Metrics
-	db        *store.SQLite
+	db        store.Store
 	resolver  *identity.Resolver
 	table     *collector.Table
 	nats      *ingest.Embedded
@@ -58,6 +59,10 @@ type Node struct {
 	router    *ingest.Router
 	workers   *ingest.Workers
 	engine    *capture.Engine
+
+	// collectors is db with post-inputs keys encrypted at rest. Every
+	// collector read and write goes through it.
+	collectors collector.Store
 
 	extprocServer *grpc.Server
 	apiGRPC       *grpc.Server
@@ -119,6 +124,10 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Node
 // Addrs returns the bound listener addresses.
 func (n *Node) Addrs() Addrs { return n.addrs }
 
+// CollectorTable returns the cached collector table the capture engine
+// consults, so tests can observe when a change reaches this node.
+func (n *Node) CollectorTable() *collector.Table { return n.table }
+
 // LogAttrs returns the listener addresses as slog key-value pairs.
 func (a Addrs) LogAttrs() []any {
 	attrs := []any{"extproc", a.ExtProc, "api", a.API, "admin", a.Admin}
@@ -134,26 +143,59 @@ func (a Addrs) LogAttrs() []any {
 func (n *Node) meter(name string) metric.Meter { return n.metrics.Meter(name) }
 
 func (n *Node) openStores(ctx context.Context) error {
+	db, err := n.openDB(ctx)
+	if err != nil {
+		return fmt.Errorf("open store: %w", err)
+	}
+	n.db = db
+
+	// Only a process with its own SQLite store may make up a key: processes
+	// sharing PostgreSQL must all be given the same keys.
+	keys, err := secret.OpenKeyring(secret.KeyringConfig{
+		File:          n.cfg.Secrets.KeyFile,
+		Env:           string(n.cfg.Secrets.Key),
+		DefaultFile:   filepath.Join(n.cfg.DataDir, "secret.key"),
+		CreateDefault: n.cfg.Store.PostgresURL == "",
+	}, n.logger)
+	if err != nil {
+		return fmt.Errorf("open data-encryption keys: %w", err)
+	}
+	n.collectors = secret.NewEncryptingStore(db, keys, n.logger)
+
+	n.resolver, err = identity.NewResolver(db, identity.ResolverConfig{
+		TrustedHeader: n.cfg.Identity.TrustedHeader,
+		CacheTTL:      time.Duration(n.cfg.Identity.KeyCacheTTL),
+		JWT:           jwtConfig(n.cfg.Identity.JWT),
+		Introspection: introspectionConfig(n.cfg.Identity.Introspection),
+	}, identity.ResolverDeps{Logger: n.logger, Meter: n.meter("identity")})
+	if err != nil {
+		return err
+	}
+
+	n.table, err = collector.NewTable(n.collectors, collector.TableConfig{}, collector.TableDeps{Logger: n.logger, Meter: n.meter("collector")})
+	return err
+}
+
+// openDB opens the shared PostgreSQL store when store.postgres_url is set,
+// and the embedded SQLite store in the data directory otherwise.
+func (n *Node) openDB(ctx context.Context) (store.Store, error) {
+	if n.cfg.Store.PostgresURL != "" {
+		db, err := store.OpenPostgres(ctx, store.PostgresConfig{URL: n.cfg.Store.PostgresURL, Logger: n.logger})
+		if err != nil {
+			return nil, err
+		}
+		return db, nil
+	}
+
 	db, err := store.OpenSQLite(ctx, store.SQLiteConfig{
 		Path:    filepath.Join(n.cfg.DataDir, "collectord.db"),
 		BlobDir: filepath.Join(n.cfg.DataDir, "blobs"),
 		Logger:  n.logger,
 	})
 	if err != nil {
-		return fmt.Errorf("open store: %w", err)
+		return nil, err
 	}
-	n.db = db
-
-	n.resolver, err = identity.NewResolver(db, identity.ResolverConfig{
-		TrustedHeader: n.cfg.Identity.TrustedHeader,
-		CacheTTL:      time.Duration(n.cfg.Identity.KeyCacheTTL),
-	}, identity.ResolverDeps{Logger: n.logger, Meter: n.meter("identity")})
-	if err != nil {
-		return err
-	}
-
-	n.table, err = collector.NewTable(db, collector.TableConfig{}, collector.TableDeps{Logger: n.logger, Meter: n.meter("collector")})
-	return err
+	return db, nil
 }
 
 func (n *Node) startIngest(ctx context.Context) error {
@@ -177,7 +219,7 @@ func (n *Node) startIngest(ctx context.Context) error {
 			BaseURL: n.cfg.Ingest.RemoteBaseURL,
 			Timeout: time.Duration(n.cfg.Ingest.RemoteTimeout),
 		},
-	}, ingest.RouterDeps{Inputs: n.db, Keys: postInputsKeys{n.db}, Logger: n.logger})
+	}, ingest.RouterDeps{Inputs: n.db, Keys: postInputsKeys{n.collectors}, Logger: n.logger})
 	if err != nil {
 		return err
 	}
@@ -218,12 +260,13 @@ func (n *Node) startCapture(ctx context.Context) error {
 
 func (n *Node) startAPI() error {
 	srv, err := api.New(api.Config{}, api.Deps{
-		Collectors: n.db,
+		Collectors: n.collectors,
 		Apps:       n.db,
 		Inputs:     n.db,
 		Keys:       n.resolver,
 		Logger:     n.logger,
 		Meter:      n.meter("api"),
+		Audit:      n.db,
 	})
 	if err != nil {
 		return err
@@ -257,7 +300,10 @@ func (n *Node) startExtProc() error {
 	}
 	n.addrs.ExtProc = l.Addr().String()
 
-	srv, err := extproc.New(extproc.Config{}, n.engine, n.logger, n.meter("extproc"))
+	srv, err := extproc.New(extproc.Config{
+		MetadataNamespaces: metadataNamespaces(n.cfg.Identity),
+		IdleTimeout:        time.Duration(n.cfg.ExtProc.IdleTimeout),
+	}, n.engine, n.logger, n.meter("extproc"))
 	if err != nil {
 		l.Close()
 		return err
