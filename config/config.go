@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/url"
 	"os"
+	"regexp"
 	"strings"
 	"time"
 
@@ -25,6 +26,9 @@ type Config struct {
 	DataDir string `json:"data_dir"`
 	// Store selects where collectors, keys, apps and inputs are stored.
 	Store StoreConfig `json:"store"`
+
+	// NATS selects the JetStream server: embedded, or an external cluster.
+	NATS NATSConfig `json:"nats"`
 
 	// ExtProc is the Envoy-facing ext_proc gRPC server.
 	ExtProc ExtProcConfig `json:"extproc"`
@@ -48,6 +52,22 @@ type Config struct {
 	// DrainTimeout bounds the graceful drain after SIGTERM: stop taking
 	// streams, flush the hand-off into JetStream, finish in-flight batches.
 	DrainTimeout Duration `json:"drain_timeout"`
+}
+
+// NATSConfig selects the JetStream server that carries captures.
+type NATSConfig struct {
+	// URL lists external NATS servers, comma separated (nats:// or tls://).
+	// Empty (the default) runs an embedded JetStream server in data_dir,
+	// which binds no port.
+	URL string `json:"url"`
+	// CredsFile is a NATS credentials file (JWT and NKey seed) for URL.
+	CredsFile string `json:"creds_file"`
+	// Prefix starts the subjects and stream names, so several deployments
+	// can share one cluster. Letters, digits, '-' and '_'.
+	Prefix string `json:"prefix"`
+	// Replicas of the capture and dead-letter streams: 3 on a three-node
+	// cluster survives the loss of a node. The embedded server needs 1.
+	Replicas int `json:"replicas"`
 }
 
 // StoreConfig selects the store.
@@ -215,6 +235,7 @@ func (s Sensitive) MarshalJSON() ([]byte, error) { return json.Marshal(s.String(
 func Default() Config {
 	return Config{
 		DataDir: "./collectord-data",
+		NATS:    NATSConfig{Prefix: "collectord", Replicas: 1},
 		ExtProc: ExtProcConfig{Listen: "127.0.0.1:50051", IdleTimeout: Duration(5 * time.Minute)},
 		API:     APIConfig{Listen: "127.0.0.1:8080", GRPCListen: "127.0.0.1:8081"},
 		Admin:   AdminConfig{Listen: "127.0.0.1:9090"},
@@ -272,6 +293,7 @@ func (c *Config) Validate() error {
 	if c.Store.PostgresURL != "" {
 		check("store.postgres_url", validatePostgresURL(c.Store.PostgresURL))
 	}
+	check("nats", c.NATS.validate())
 	check("extproc.listen", validateListen(c.ExtProc.Listen, true))
 	if c.ExtProc.IdleTimeout <= 0 {
 		check("extproc.idle_timeout", errors.New("must be positive"))
@@ -333,6 +355,35 @@ func (c *Config) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+func (n NATSConfig) validate() error {
+	if !natsPrefix.MatchString(n.Prefix) {
+		return fmt.Errorf("prefix %q must be letters, digits, '-' and '_'", n.Prefix)
+	}
+	if n.Replicas < 1 || n.Replicas > 5 {
+		return fmt.Errorf("replicas %d is outside 1..5", n.Replicas)
+	}
+	if n.URL == "" {
+		if n.Replicas != 1 {
+			return errors.New("replicas must be 1 with the embedded server (url empty)")
+		}
+		return nil
+	}
+	for _, raw := range strings.Split(n.URL, ",") {
+		u, err := url.Parse(strings.TrimSpace(raw))
+		if err != nil || u.Host == "" {
+			return fmt.Errorf("url: %q is not a NATS URL such as nats://127.0.0.1:4222", raw)
+		}
+		switch u.Scheme {
+		case "nats", "tls":
+		default:
+			return fmt.Errorf("url: %q must start with nats:// or tls://", raw)
+		}
+	}
+	return nil
+}
+
+var natsPrefix = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
 
 func (p ProxyConfig) validate() error {
 	if p.Listen == "" && p.Upstream == "" {

@@ -25,6 +25,8 @@ type setting struct {
 func (c *Config) settings() []setting {
 	return []setting{
 		{"data-dir", "COLLECTORD_DATA_DIR", "directory of the embedded store, queue and input files", (*stringValue)(&c.DataDir)},
+		{"nats-url", "COLLECTORD_NATS_URL", "external NATS servers, comma separated; empty runs an embedded JetStream server", (*stringValue)(&c.NATS.URL)},
+		{"nats-creds", "COLLECTORD_NATS_CREDS", "NATS credentials file for --nats-url", (*stringValue)(&c.NATS.CredsFile)},
 		{"postgres-url", "COLLECTORD_POSTGRES_URL", "postgres:// URL of a PostgreSQL store shared by several processes; empty uses SQLite in --data-dir", (*secretURLValue)(&c.Store.PostgresURL)},
 		{"extproc-listen", "COLLECTORD_EXTPROC_LISTEN", "ext_proc gRPC listen address, host:port or unix:PATH", (*stringValue)(&c.ExtProc.Listen)},
 		{"api-listen", "COLLECTORD_API_LISTEN", "management REST API listen address", (*stringValue)(&c.API.Listen)},

@@ -16,6 +16,11 @@ const usage = `collectord: capture the inputs of production predicts as training
 Usage:
   collectord run [flags]           everything in one process: ext_proc, API, ingest,
                                    embedded SQLite and JetStream under --data-dir
+  collectord sidecar|ingest|api [flags]
+                                   the many-pod mode, one role a process: ext_proc and
+                                   the interceptor; delivery workers; the management
+                                   API (needs --postgres-url, and --nats-url for
+                                   sidecar and ingest)
   collectord keys create|list|delete [flags]
                                    manage API keys in the store under --data-dir
   collectord collectors create|list|get|update|delete|pause|resume [flags]
@@ -51,8 +56,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	}
 
 	switch args[0] {
-	case "run":
-		return runCommand(ctx, args[1:], stdout, stderr)
+	case "run", "sidecar", "ingest", "api":
+		return runCommand(ctx, args[0], args[1:], stdout, stderr)
 	case "keys":
 		return keysCommand(ctx, args[1:], stdout, stderr)
 	case "secrets":

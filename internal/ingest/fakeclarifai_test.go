@@ -45,6 +45,9 @@ type fakeClarifai struct {
 	rejectText string
 	// script overrides the response to request n (0-based) when ok is true.
 	script func(n int) (status int, header http.Header, ok bool)
+	// respond overrides the response to a request, after script, when ok is
+	// true. It runs with mu held, so it must not call the fake's methods.
+	respond func(req fakeRequest) (status int, header http.Header, ok bool)
 }
 
 type fakeRequest struct {
@@ -123,6 +126,12 @@ func (f *fakeClarifai) serve(w http.ResponseWriter, r *http.Request) {
 	}
 	if f.script != nil {
 		if code, header, ok := f.script(n); ok {
+			reply(code, header, status(clarifaipb.StatusCode_FAILURE, http.StatusText(code)))
+			return
+		}
+	}
+	if f.respond != nil {
+		if code, header, ok := f.respond(f.requests[n]); ok {
 			reply(code, header, status(clarifaipb.StatusCode_FAILURE, http.StatusText(code)))
 			return
 		}

@@ -232,7 +232,11 @@ func (e *env) publisher(t *testing.T, cfg PublisherConfig) *Publisher {
 // fastWorkerConfig retries after milliseconds, so tests do not wait for the
 // production delays.
 func fastWorkerConfig() WorkerConfig {
-	return WorkerConfig{FetchWait: 50 * time.Millisecond, RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}
+	return WorkerConfig{
+		FetchWait: 50 * time.Millisecond,
+		RetryBase: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond,
+		BreakerOpenBase: 20 * time.Millisecond, BreakerOpenMax: 100 * time.Millisecond,
+	}
 }
 
 func (e *env) workers(t *testing.T, dest Destination, cfg WorkerConfig) *Workers {

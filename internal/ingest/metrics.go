@@ -82,11 +82,17 @@ func (m *workerMetrics) attempt(ctx context.Context, result string, n int) {
 	m.attempts.Add(ctx, int64(n), metric.WithAttributes(attribute.String("result", result)))
 }
 
-// registerQueueDepth registers collectord_queue_depth, read from the
-// consumer's info at each collection.
+// registerQueueDepth registers collectord_queue_depth and
+// collectord_queue_lost_records, read from the consumer's and the stream's
+// info at each collection.
 func registerQueueDepth(meter metric.Meter, q *Queue) (metric.Registration, error) {
-	gauge, err := meter.Int64ObservableGauge("collectord_queue_depth",
+	depthGauge, err := meter.Int64ObservableGauge("collectord_queue_depth",
 		metric.WithDescription("Records in the capture stream not yet acknowledged by a worker."))
+	if err != nil {
+		return nil, err
+	}
+	lostGauge, err := meter.Int64ObservableGauge("collectord_queue_lost_records",
+		metric.WithDescription("Records of the capture stream the server found damaged or missing when it recovered its files."))
 	if err != nil {
 		return nil, err
 	}
@@ -98,9 +104,15 @@ func registerQueueDepth(meter metric.Meter, q *Queue) (metric.Registration, erro
 		if err != nil {
 			return err
 		}
-		o.ObserveInt64(gauge, int64(depth))
+		o.ObserveInt64(depthGauge, int64(depth))
+
+		lost, err := q.Lost(ctx)
+		if err != nil {
+			return err
+		}
+		o.ObserveInt64(lostGauge, int64(lost))
 		return nil
-	}, gauge)
+	}, depthGauge, lostGauge)
 }
 
 func meterOrNoop(m metric.Meter) metric.Meter {

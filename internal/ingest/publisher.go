@@ -279,7 +279,7 @@ func (p *Publisher) publishBatch(batch []*capturepb.Record) {
 			var ack *jetstream.PubAck
 			ack, err = p.waitAck(f.future)
 			if err == nil {
-				p.accepted(ack)
+				p.accepted(ack, false)
 				continue
 			}
 		}
@@ -305,9 +305,12 @@ func (p *Publisher) waitAck(future jetstream.PubAckFuture) (*jetstream.PubAck, e
 
 // accepted counts a record JetStream stored. A duplicate of a record stored
 // within the duplicate window is not counted again, so that enqueued equals
-// the records that will be delivered.
-func (p *Publisher) accepted(ack *jetstream.PubAck) {
-	if ack != nil && ack.Duplicate {
+// the records that will be delivered. On a retry a duplicate is counted:
+// it is this publisher's own earlier attempt, stored although its
+// acknowledgement was lost (a cluster changing stream leader loses some),
+// and it was counted neither as enqueued nor as dropped.
+func (p *Publisher) accepted(ack *jetstream.PubAck, retried bool) {
+	if ack != nil && ack.Duplicate && !retried {
 		return
 	}
 	p.captures.Add(context.Background(), telemetry.OutcomeEnqueued, "", 1)
@@ -341,7 +344,7 @@ func (p *Publisher) retry(rec *capturepb.Record, data []byte, err error) {
 		ack, err = p.js.PublishMsg(ctx, p.newMsg(rec, data), jetstream.WithMsgID(rec.GetId()))
 		cancel()
 		if err == nil {
-			p.accepted(ack)
+			p.accepted(ack, true)
 			return
 		}
 	}

@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"log/slog"
 	"regexp"
 	"strings"
 	"time"
@@ -20,7 +21,7 @@ const (
 	DefaultDeadLetterMaxBytes = 256 << 20
 	DefaultDuplicateWindow    = 2 * time.Minute
 	DefaultConsumerName       = "collectord-ingest"
-	DefaultAckWait            = 60 * time.Second
+	DefaultAckWait            = 15 * time.Second
 	DefaultMaxAckPending      = 10000
 )
 
@@ -59,8 +60,10 @@ type QueueConfig struct {
 	// Default "collectord-ingest".
 	ConsumerName string
 	// AckWait is how long a fetched record may stay unacknowledged before
-	// JetStream delivers it again. Default 60s. With BackOff set, JetStream
-	// uses BackOff[0] instead.
+	// JetStream delivers it again. Workers extend it every AckWait/2 while a
+	// post is in flight, so it bounds only how long the records of a
+	// crashed worker wait before another delivery. Default 15s. With
+	// BackOff set, JetStream uses BackOff[0] instead.
 	AckWait time.Duration
 	// MaxDeliver bounds deliveries of one record; the worker dead-letters a
 	// record at its last delivery instead of letting JetStream drop it.
@@ -80,6 +83,10 @@ type QueueConfig struct {
 	// failing with retryable errors can fill MaxAckPending with its delayed
 	// records and stall delivery to every other app until they are retried.
 	MaxAckPending int
+
+	// Logger receives the report of records the server lost, found when
+	// the queue is opened. Default: discard.
+	Logger *slog.Logger
 }
 
 var prefixPattern = regexp.MustCompile(`^[A-Za-z0-9_-]+$`)
@@ -115,6 +122,9 @@ func (c *QueueConfig) setDefaults() error {
 	if c.MaxAckPending <= 0 {
 		c.MaxAckPending = DefaultMaxAckPending
 	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
 	return nil
 }
 
@@ -139,9 +149,11 @@ func OpenQueue(ctx context.Context, nc *nats.Conn, cfg QueueConfig) (*Queue, err
 	}
 	q := &Queue{cfg: cfg, nc: nc, js: js}
 
-	if _, err := js.CreateOrUpdateStream(ctx, q.captureStreamConfig()); err != nil {
+	captures, err := js.CreateOrUpdateStream(ctx, q.captureStreamConfig())
+	if err != nil {
 		return nil, fmt.Errorf("queue: create stream %s: %w", q.StreamName(), err)
 	}
+	q.reportLost(captures.CachedInfo())
 	if _, err := js.CreateOrUpdateStream(ctx, q.deadLetterStreamConfig()); err != nil {
 		return nil, fmt.Errorf("queue: create stream %s: %w", q.DeadLetterStreamName(), err)
 	}
@@ -194,6 +206,33 @@ func (q *Queue) consumerConfig() jetstream.ConsumerConfig {
 		BackOff:       q.cfg.BackOff,
 		MaxAckPending: q.cfg.MaxAckPending,
 	}
+}
+
+// reportLost logs the records the server found damaged or missing when it
+// recovered the capture stream's files, such as after a crash that cut a
+// write short. The server has already dropped them, so they can be neither
+// delivered nor dead-lettered; collectord_queue_lost_records counts them.
+func (q *Queue) reportLost(info *jetstream.StreamInfo) {
+	lost := info.State.Lost
+	if lost == nil || len(lost.Msgs) == 0 {
+		return
+	}
+	first := lost.Msgs[:min(len(lost.Msgs), 10)]
+	q.cfg.Logger.Error("capture stream lost records while recovering its files; they cannot be delivered",
+		"stream", q.StreamName(), "lost_records", len(lost.Msgs), "lost_bytes", lost.Bytes, "first_sequences", first)
+}
+
+// Lost returns how many records of the capture stream the server reported
+// lost while recovering its files.
+func (q *Queue) Lost(ctx context.Context) (uint64, error) {
+	s, err := q.js.Stream(ctx, q.StreamName())
+	if err != nil {
+		return 0, fmt.Errorf("queue: stream %s: %w", q.StreamName(), err)
+	}
+	if lost := s.CachedInfo().State.Lost; lost != nil {
+		return uint64(len(lost.Msgs)), nil
+	}
+	return 0, nil
 }
 
 // StreamName returns the capture stream's name, e.g. COLLECTORD_CAPTURES.

@@ -6,6 +6,7 @@
 package ingest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -14,6 +15,8 @@ import (
 
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/metric"
 )
 
 // Defaults of EmbeddedConfig.
@@ -39,10 +42,15 @@ type EmbeddedConfig struct {
 	// MaxPayload is the largest message the server accepts, in bytes.
 	// Default 32 MiB.
 	MaxPayload int32
-	// SyncAlways makes JetStream fsync every write. Without it, writes reach
-	// the operating system at once (they survive a process crash) and are
-	// synced to disk every two minutes (they may not survive a power loss).
+	// SyncAlways makes JetStream fsync every write before it acknowledges
+	// it. Without it, a write reaches the operating system before the
+	// acknowledgement (it survives a process crash) and is synced to disk
+	// every SyncInterval (it may not survive a power loss). See
+	// docs/delivery.md.
 	SyncAlways bool
+	// SyncInterval is how often JetStream syncs its files to disk when
+	// SyncAlways is off. Default 2m (the server's own default).
+	SyncInterval time.Duration
 	// ServerName names the server in logs. Default "collectord".
 	ServerName string
 	// ReadyTimeout bounds the wait for the server to start. Default 10s.
@@ -51,6 +59,10 @@ type EmbeddedConfig struct {
 	// Default 30s.
 	DrainTimeout time.Duration
 	Logger       *slog.Logger
+	// Meter receives collectord_nats_server_log_messages_total, which
+	// counts the server's warnings and errors, among them its reports of
+	// damaged store files it recovered from. Default: no metrics.
+	Meter metric.Meter
 }
 
 func (c *EmbeddedConfig) setDefaults() {
@@ -106,12 +118,17 @@ func OpenEmbedded(cfg EmbeddedConfig) (*Embedded, error) {
 		JetStreamMaxMemory: cfg.MaxMemoryBytes,
 		MaxPayload:         cfg.MaxPayload,
 		SyncAlways:         cfg.SyncAlways,
+		SyncInterval:       cfg.SyncInterval,
 	}
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS: configure server: %w", err)
 	}
-	srv.SetLoggerV2(&serverLogger{logger: cfg.Logger.With("component", "nats")}, false, false, false)
+	serverLog, err := newServerLogger(cfg.Logger.With("component", "nats"), meterOrNoop(cfg.Meter))
+	if err != nil {
+		return nil, fmt.Errorf("embedded NATS: register metrics: %w", err)
+	}
+	srv.SetLoggerV2(serverLog, false, false, false)
 
 	srv.Start()
 	if !srv.ReadyForConnections(cfg.ReadyTimeout) {
@@ -229,9 +246,33 @@ func redactURL(raw string) string {
 	return u.String()
 }
 
-// serverLogger forwards nats-server log lines to slog.
+// serverLogger forwards nats-server log lines to slog and counts warnings
+// and errors.
 type serverLogger struct {
-	logger *slog.Logger
+	logger   *slog.Logger
+	messages metric.Int64Counter
+}
+
+// Levels of counted server log messages: the level label of
+// collectord_nats_server_log_messages_total.
+const (
+	serverLogWarn  = "warn"
+	serverLogError = "error"
+)
+
+func newServerLogger(logger *slog.Logger, meter metric.Meter) (*serverLogger, error) {
+	messages, err := meter.Int64Counter("collectord_nats_server_log_messages_total",
+		metric.WithDescription("Warnings and errors of the embedded NATS server, by level; they include damaged store files found at start."))
+	if err != nil {
+		return nil, err
+	}
+	return &serverLogger{logger: logger, messages: messages}, nil
+}
+
+func (l *serverLogger) count(level string) {
+	if l.messages != nil {
+		l.messages.Add(context.Background(), 1, metric.WithAttributes(attribute.String("level", level)))
+	}
 }
 
 // Noticef logs at debug: the embedded server's notices (its start banner,
@@ -241,15 +282,18 @@ func (l *serverLogger) Noticef(format string, v ...any) {
 }
 
 func (l *serverLogger) Warnf(format string, v ...any) {
+	l.count(serverLogWarn)
 	l.logger.Warn(fmt.Sprintf(format, v...))
 }
 
 // Fatalf only logs: the embedded server must never end the process.
 func (l *serverLogger) Fatalf(format string, v ...any) {
+	l.count(serverLogError)
 	l.logger.Error(fmt.Sprintf(format, v...))
 }
 
 func (l *serverLogger) Errorf(format string, v ...any) {
+	l.count(serverLogError)
 	l.logger.Error(fmt.Sprintf(format, v...))
 }
 

@@ -69,3 +69,32 @@ func TestQueue_RejectsInvalidPrefix(t *testing.T) {
 		t.Fatalf("OpenQueue with a dotted prefix: err = %v, want it rejected by name", err)
 	}
 }
+
+func TestEmbedded_SyncSettings(t *testing.T) {
+	cases := []struct {
+		cfg          EmbeddedConfig
+		wantAlways   bool
+		wantInterval time.Duration
+	}{
+		{cfg: EmbeddedConfig{}, wantInterval: 2 * time.Minute},
+		{cfg: EmbeddedConfig{SyncInterval: 5 * time.Second}, wantInterval: 5 * time.Second},
+		{cfg: EmbeddedConfig{SyncAlways: true}, wantAlways: true},
+	}
+	for _, tc := range cases {
+		tc.cfg.Dir = t.TempDir()
+		e, err := OpenEmbedded(tc.cfg)
+		if err != nil {
+			t.Fatalf("OpenEmbedded: %v", err)
+		}
+		js := e.srv.JetStreamConfig()
+		if js.SyncAlways != tc.wantAlways {
+			t.Errorf("SyncAlways = %v, want %v", js.SyncAlways, tc.wantAlways)
+		}
+		if !tc.wantAlways && js.SyncInterval != tc.wantInterval {
+			t.Errorf("SyncInterval = %s, want %s", js.SyncInterval, tc.wantInterval)
+		}
+		if err := e.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	}
+}

@@ -54,6 +54,18 @@ type WorkerConfig struct {
 	// MaxRetryAfter caps the Retry-After delay a destination requests.
 	// Default 1h.
 	MaxRetryAfter time.Duration
+
+	// BreakerThreshold is the number of consecutive failed posts to one
+	// destination (every record retryable) that opens its circuit breaker:
+	// its records are then deferred without a post while other
+	// destinations keep flowing. Default 5; a negative value turns the
+	// breakers off.
+	BreakerThreshold int
+	// BreakerOpenBase and BreakerOpenMax bound how long a breaker stays open
+	// before one trial post: BreakerOpenBase doubled at each reopening,
+	// capped at BreakerOpenMax. Defaults 5s and 5m.
+	BreakerOpenBase time.Duration
+	BreakerOpenMax  time.Duration
 }
 
 func (c *WorkerConfig) setDefaults() {
@@ -81,6 +93,20 @@ func (c *WorkerConfig) setDefaults() {
 	if c.MaxRetryAfter <= 0 {
 		c.MaxRetryAfter = DefaultMaxRetryAfter
 	}
+	if c.BreakerThreshold == 0 {
+		c.BreakerThreshold = DefaultBreakerThreshold
+	}
+	if c.BreakerOpenBase <= 0 {
+		c.BreakerOpenBase = DefaultBreakerOpenBase
+	}
+	if c.BreakerOpenMax <= 0 {
+		c.BreakerOpenMax = DefaultBreakerOpenMax
+	}
+	c.BreakerOpenMax = max(c.BreakerOpenMax, c.BreakerOpenBase)
+}
+
+func (c *WorkerConfig) breakerConfig() breakerConfig {
+	return breakerConfig{threshold: max(c.BreakerThreshold, 0), openBase: c.BreakerOpenBase, openMax: c.BreakerOpenMax}
 }
 
 // WorkerDeps are the collaborators of the workers.
@@ -100,6 +126,8 @@ type Workers struct {
 	captures *telemetry.Captures
 	metrics  *workerMetrics
 	depth    metric.Registration
+	breakers *breakers
+	breakerM *breakerMetrics
 	logger   *slog.Logger
 
 	stop      chan struct{}
@@ -131,6 +159,12 @@ func StartWorkers(q *Queue, dest Destination, cfg WorkerConfig, deps WorkerDeps)
 	if err != nil {
 		return nil, fmt.Errorf("workers: register queue depth: %w", err)
 	}
+	breakers := newBreakers(cfg.breakerConfig())
+	breakerM, err := newBreakerMetrics(meter, breakers)
+	if err != nil {
+		_ = depth.Unregister()
+		return nil, fmt.Errorf("workers: register breaker metrics: %w", err)
+	}
 
 	runCtx, cancel := context.WithCancel(context.Background())
 	w := &Workers{
@@ -140,6 +174,8 @@ func StartWorkers(q *Queue, dest Destination, cfg WorkerConfig, deps WorkerDeps)
 		captures:  captures,
 		metrics:   metrics,
 		depth:     depth,
+		breakers:  breakers,
+		breakerM:  breakerM,
 		logger:    logger.With("component", "ingest_worker"),
 		stop:      make(chan struct{}),
 		runCtx:    runCtx,
@@ -181,6 +217,9 @@ func (w *Workers) Close(ctx context.Context) error {
 	}
 	if uerr := w.depth.Unregister(); uerr != nil && err == nil {
 		err = fmt.Errorf("workers: unregister queue depth: %w", uerr)
+	}
+	if uerr := w.breakerM.state.Unregister(); uerr != nil && err == nil {
+		err = fmt.Errorf("workers: unregister breaker state: %w", uerr)
 	}
 	return err
 }
@@ -297,7 +336,15 @@ func (w *Workers) keepalive(msgs []jetstream.Msg) (stop func()) {
 	return func() { close(done) }
 }
 
+// deliver posts one chunk of records for one destination, unless the
+// destination's circuit breaker defers them, and settles every record.
 func (w *Workers) deliver(ctx context.Context, ref DestinationRef, items []item) {
+	adm := w.breakers.admit(ref)
+	if !adm.post {
+		w.deferAll(ctx, items, adm.wait)
+		return
+	}
+
 	recs := make([]*capturepb.Record, len(items))
 	for i, it := range items {
 		recs[i] = it.rec
@@ -314,20 +361,75 @@ func (w *Workers) deliver(ctx context.Context, ref DestinationRef, items []item)
 		results = fill(len(recs), Result{Outcome: Retryable, Err: err})
 	}
 
+	openFor := w.recordBreaker(ctx, ref, adm, results)
+
 	var retried int
 	var lastRetry Result
 	for i, it := range items {
-		if results[i].Outcome == Retryable || results[i].Outcome == 0 {
+		r := results[i]
+		if r.Outcome == Retryable || r.Outcome == 0 {
 			retried++
-			lastRetry = results[i]
+			lastRetry = r
+			if openFor > 0 {
+				// Come back once the breaker half-opens, spread over a
+				// quarter of the interval so the trial is not a stampede.
+				r.RetryAfter = max(r.RetryAfter, jitterAbove(openFor))
+			}
 		}
-		w.settle(ctx, it, results[i])
+		w.settle(ctx, it, r)
 	}
 	if retried > 0 {
 		w.logger.Warn("delivery failed, will retry",
 			"user_id", ref.UserID, "app_id", ref.AppID, "collector_id", ref.CollectorID,
 			"records", retried, "retry_after", lastRetry.RetryAfter, "error", lastRetry.Err)
 	}
+}
+
+// recordBreaker feeds a post's results to the destination's breaker. It
+// returns the open interval when the breaker opened, or 0.
+func (w *Workers) recordBreaker(ctx context.Context, ref DestinationRef, adm admission, results []Result) time.Duration {
+	failed := true
+	var retryAfter time.Duration
+	for _, r := range results {
+		if r.Outcome != Retryable && r.Outcome != 0 {
+			failed = false
+		}
+		retryAfter = max(retryAfter, r.RetryAfter)
+	}
+	retryAfter = min(retryAfter, w.cfg.MaxRetryAfter)
+
+	tr := w.breakers.record(ref, adm, failed, retryAfter)
+	switch {
+	case tr.opened:
+		w.breakerM.opens.Add(ctx, 1)
+		w.logger.Warn("destination circuit breaker opened; its records wait without posts",
+			"user_id", ref.UserID, "app_id", ref.AppID, "collector_id", ref.CollectorID,
+			"open_for", tr.openFor, "trial", adm.trial)
+		return tr.openFor
+	case tr.closed:
+		w.logger.Info("destination circuit breaker closed: the destination accepts posts again",
+			"user_id", ref.UserID, "app_id", ref.AppID, "collector_id", ref.CollectorID)
+	}
+	return 0
+}
+
+// deferAll returns records to the stream without posting them, to be
+// delivered again after wait (jittered up by a quarter).
+func (w *Workers) deferAll(ctx context.Context, items []item, wait time.Duration) {
+	for _, it := range items {
+		w.retry(ctx, it, Result{Outcome: Retryable, RetryAfter: jitterAbove(wait), Err: errBreakerOpen})
+	}
+}
+
+// errBreakerOpen is the cause of records deferred by an open breaker.
+var errBreakerOpen = errors.New("destination circuit breaker is open")
+
+// jitterAbove returns d plus a random part of up to a quarter of d.
+func jitterAbove(d time.Duration) time.Duration {
+	if d <= 0 {
+		return 0
+	}
+	return d + rand.N(d/4+1)
 }
 
 func (w *Workers) settle(ctx context.Context, it item, r Result) {

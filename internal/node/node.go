@@ -17,6 +17,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 
@@ -46,6 +47,7 @@ type Addrs struct {
 // Node is one running collectord process.
 type Node struct {
 	cfg    config.Config
+	roles  Roles
 	logger *slog.Logger
 	addrs  Addrs
 
@@ -54,6 +56,7 @@ type Node struct {
 	resolver  *identity.Resolver
 	table     *collector.Table
 	nats      *ingest.Embedded
+	natsConn  *nats.Conn
 	queue     *ingest.Queue
 	publisher *ingest.Publisher
 	router    *ingest.Router
@@ -73,11 +76,33 @@ type Node struct {
 	ready chan struct{}
 }
 
-// Start opens the store and the queue, starts the ingest workers and the
-// capture engine, then opens every listener. On error, whatever started is
+// Roles selects the parts one process runs. `collectord run` runs them all;
+// the many-pod mode runs each role in its own processes on a shared
+// PostgreSQL store and an external JetStream cluster.
+type Roles struct {
+	// Capture runs the ext_proc server, the interceptor (when configured),
+	// the capture engine and the publisher: `collectord sidecar`.
+	Capture bool
+	// Ingest runs the delivery workers: `collectord ingest`.
+	Ingest bool
+	// API runs the management API: `collectord api`.
+	API bool
+}
+
+// AllRoles is the one-process mode.
+var AllRoles = Roles{Capture: true, Ingest: true, API: true}
+
+// Start runs every role in one process; see StartRoles.
+func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Node, error) {
+	return StartRoles(ctx, cfg, AllRoles, logger)
+}
+
+// StartRoles opens the store and the queue, starts the ingest workers and
+// the capture engine, then opens the listeners, each only when roles asks
+// for it. The admin listener always runs. On error, whatever started is
 // closed again.
-func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Node, err error) {
-	n := &Node{cfg: cfg, logger: logger, ready: make(chan struct{})}
+func StartRoles(ctx context.Context, cfg config.Config, roles Roles, logger *slog.Logger) (_ *Node, err error) {
+	n := &Node{cfg: cfg, roles: roles, logger: logger, ready: make(chan struct{})}
 	defer func() {
 		if err != nil {
 			closeCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -101,20 +126,28 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (_ *Node
 	if err := n.openStores(ctx); err != nil {
 		return nil, err
 	}
-	if err := n.startIngest(ctx); err != nil {
-		return nil, err
+	if roles.Capture || roles.Ingest {
+		if err := n.startIngest(ctx); err != nil {
+			return nil, err
+		}
 	}
-	if err := n.startCapture(ctx); err != nil {
-		return nil, err
+	if roles.Capture {
+		if err := n.startCapture(ctx); err != nil {
+			return nil, err
+		}
 	}
-	if err := n.startAPI(); err != nil {
-		return nil, err
+	if roles.API {
+		if err := n.startAPI(); err != nil {
+			return nil, err
+		}
 	}
-	if err := n.startExtProc(); err != nil {
-		return nil, err
-	}
-	if err := n.startProxy(); err != nil {
-		return nil, err
+	if roles.Capture {
+		if err := n.startExtProc(); err != nil {
+			return nil, err
+		}
+		if err := n.startProxy(); err != nil {
+			return nil, err
+		}
 	}
 
 	close(n.ready)
@@ -128,14 +161,15 @@ func (n *Node) Addrs() Addrs { return n.addrs }
 // consults, so tests can observe when a change reaches this node.
 func (n *Node) CollectorTable() *collector.Table { return n.table }
 
-// LogAttrs returns the listener addresses as slog key-value pairs.
+// LogAttrs returns the bound listener addresses as slog key-value pairs.
 func (a Addrs) LogAttrs() []any {
-	attrs := []any{"extproc", a.ExtProc, "api", a.API, "admin", a.Admin}
-	if a.GRPC != "" {
-		attrs = append(attrs, "grpc", a.GRPC)
-	}
-	if a.Proxy != "" {
-		attrs = append(attrs, "proxy", a.Proxy)
+	var attrs []any
+	for _, l := range []struct{ name, addr string }{
+		{"extproc", a.ExtProc}, {"api", a.API}, {"grpc", a.GRPC}, {"admin", a.Admin}, {"proxy", a.Proxy},
+	} {
+		if l.addr != "" {
+			attrs = append(attrs, l.name, l.addr)
+		}
 	}
 	return attrs
 }
@@ -198,21 +232,67 @@ func (n *Node) openDB(ctx context.Context) (store.Store, error) {
 	return db, nil
 }
 
-func (n *Node) startIngest(ctx context.Context) error {
+// connectNATS connects to the external cluster when nats.url is set, and
+// starts the embedded server otherwise.
+func (n *Node) connectNATS() (*nats.Conn, error) {
+	if n.cfg.NATS.URL != "" {
+		conn, err := ingest.Connect(ingest.ExternalConfig{
+			URL:       n.cfg.NATS.URL,
+			CredsFile: n.cfg.NATS.CredsFile,
+			Logger:    n.logger,
+		})
+		if err != nil {
+			return nil, err
+		}
+		n.natsConn = conn
+		return conn, nil
+	}
+
 	var err error
 	n.nats, err = ingest.OpenEmbedded(ingest.EmbeddedConfig{
 		Dir:           filepath.Join(n.cfg.DataDir, "jetstream"),
 		MaxStoreBytes: n.cfg.Ingest.MaxStoreBytes + n.cfg.Ingest.MaxStoreBytes/4,
 		Logger:        n.logger,
+		Meter:         n.meter("nats"),
 	})
 	if err != nil {
-		return fmt.Errorf("start embedded JetStream: %w", err)
+		return nil, fmt.Errorf("start embedded JetStream: %w", err)
 	}
+	return n.nats.Conn(), nil
+}
 
-	n.queue, err = ingest.OpenQueue(ctx, n.nats.Conn(), ingest.QueueConfig{MaxBytes: n.cfg.Ingest.MaxStoreBytes})
+func (n *Node) startIngest(ctx context.Context) error {
+	conn, err := n.connectNATS()
 	if err != nil {
 		return err
 	}
+
+	n.queue, err = ingest.OpenQueue(ctx, conn, ingest.QueueConfig{
+		Prefix:   n.cfg.NATS.Prefix,
+		MaxBytes: n.cfg.Ingest.MaxStoreBytes,
+		Replicas: n.cfg.NATS.Replicas,
+		Logger:   n.logger,
+	})
+	if err != nil {
+		return err
+	}
+
+	if n.roles.Ingest {
+		if err := n.startWorkers(); err != nil {
+			return err
+		}
+	}
+	if !n.roles.Capture {
+		return nil
+	}
+	n.publisher, err = ingest.NewPublisher(n.queue, ingest.PublisherConfig{
+		HandoffSize: n.cfg.Ingest.HandoffSize,
+	}, ingest.PublisherDeps{Meter: n.meter("ingest"), Logger: n.logger})
+	return err
+}
+
+func (n *Node) startWorkers() error {
+	var err error
 
 	n.router, err = ingest.NewRouter(ingest.RouterConfig{
 		Remote: ingest.RemoteConfig{
@@ -228,13 +308,6 @@ func (n *Node) startIngest(ctx context.Context) error {
 		Workers:        n.cfg.Ingest.Workers,
 		MaxBatchInputs: n.cfg.Ingest.BatchSize,
 	}, ingest.WorkerDeps{Meter: n.meter("ingest"), Logger: n.logger})
-	if err != nil {
-		return err
-	}
-
-	n.publisher, err = ingest.NewPublisher(n.queue, ingest.PublisherConfig{
-		HandoffSize: n.cfg.Ingest.HandoffSize,
-	}, ingest.PublisherDeps{Meter: n.meter("ingest"), Logger: n.logger})
 	return err
 }
 
@@ -394,6 +467,10 @@ func (n *Node) Close(ctx context.Context) error {
 	}
 	if n.apiGRPC != nil {
 		stopGRPC(ctx, n.apiGRPC)
+	}
+	if n.natsConn != nil {
+		// Drain flushes what the publisher handed over before closing.
+		add(n.natsConn.Drain())
 	}
 	if n.nats != nil {
 		add(n.nats.Close())
