@@ -9,6 +9,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"log/slog"
 	"net/url"
 	"time"
@@ -282,8 +283,17 @@ func (l *serverLogger) Noticef(format string, v ...any) {
 }
 
 func (l *serverLogger) Warnf(format string, v ...any) {
+	msg := fmt.Sprintf(format, v...)
+
+	// collectord raises the payload limit on purpose, so that one whole
+	// capture (up to the 16 MiB capture cap) fits in a message; the server's
+	// startup warning about it is expected and would only alarm operators.
+	if strings.HasPrefix(msg, "Maximum payloads over") {
+		l.logger.Debug(msg)
+		return
+	}
 	l.count(serverLogWarn)
-	l.logger.Warn(fmt.Sprintf(format, v...))
+	l.logger.Warn(msg)
 }
 
 // Fatalf only logs: the embedded server must never end the process.
