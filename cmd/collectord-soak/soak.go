@@ -33,6 +33,7 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs := flag.NewFlagSet("collectord-soak", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	var o options
+	mode := fs.String("mode", "kill", "kill: SIGKILL and restart the node in trials; stall: hold the remote destination (run with --mode stall -h for its flags)")
 	fs.IntVar(&o.trials, "trials", 3, "kill-and-restart trials")
 	fs.IntVar(&o.clients, "clients", 4, "concurrent predict clients")
 	fs.DurationVar(&o.minKill, "min-kill-after", 300*time.Millisecond, "earliest kill after load starts")
@@ -42,6 +43,9 @@ func parseOptions(args []string, stderr io.Writer) (options, error) {
 	fs.BoolVar(&o.keep, "keep", false, "keep the work directory after the run")
 	if err := fs.Parse(args); err != nil {
 		return o, err
+	}
+	if *mode != "kill" {
+		return o, fmt.Errorf("unknown --mode %q: use kill or stall", *mode)
 	}
 	if o.trials < 1 || o.clients < 1 || o.minKill <= 0 || o.maxKill < o.minKill {
 		return o, errors.New("invalid flags: need --trials >= 1, --clients >= 1 and 0 < --min-kill-after <= --max-kill-after")
@@ -74,6 +78,9 @@ func (r *report) lost() []string {
 }
 
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if modeOf(args) == "stall" {
+		return runStall(ctx, args, stdout, stderr)
+	}
 	o, err := parseOptions(args, stderr)
 	if err != nil {
 		return err
