@@ -242,7 +242,7 @@ func Default() Config {
 		Capture: CaptureConfig{
 			MaxCaptureBytes: 16 << 20,
 			Assemblers:      2,
-			QueueSize:       1024,
+			QueueSize:       256,
 		},
 		Identity: IdentityConfig{
 			KeyCacheTTL: Duration(time.Minute),
@@ -255,7 +255,7 @@ func Default() Config {
 			},
 		},
 		Ingest: IngestConfig{
-			HandoffSize:   8192,
+			HandoffSize:   1024,
 			MaxStoreBytes: 1 << 30,
 			Workers:       2,
 			BatchSize:     128,

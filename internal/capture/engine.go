@@ -25,7 +25,7 @@ const (
 	DefaultQueueSize = 256
 	// DefaultMaxQueuedBytes is the default cap on body bytes held by finished
 	// exchanges that wait for an assembler.
-	DefaultMaxQueuedBytes = 256 << 20
+	DefaultMaxQueuedBytes = 64 << 20
 )
 
 // Engine starts exchanges and runs the background assemblers.
