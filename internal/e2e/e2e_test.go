@@ -46,9 +46,9 @@ func (s *stack) envoy() *envoytest.Client {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	// The shipped 200 ms message timeout is Envoy's budget in production; on a
+	// The shipped 200 ms message timeout is Envoy's budget in production. On a
 	// loaded test machine with the race detector it would make Envoy fail
-	// open at random, which these tests count as a failure. Latency is
+	// open at random, which these tests count as a failure, so latency is
 	// measured by the benchmarks instead.
 	cfg.MessageTimeout = 10 * time.Second
 	client, err := envoytest.Dial(s.addrs.ExtProc, cfg)
@@ -61,7 +61,7 @@ func (s *stack) envoy() *envoytest.Client {
 
 // predictViaEnvoy plays one REST predict through the ext_proc server. The
 // response is the demo model's real answer to the same body, so the
-// exchange is what Envoy would see in front of it.
+// exchange is what Envoy would carry in front of it.
 func (s *stack) predictViaEnvoy(client *envoytest.Client, callerKey, path string, body []byte, extra ...envoytest.Header) *envoytest.Result {
 	s.t.Helper()
 	status, respBody := s.predictDirect(callerKey, path, body)
@@ -180,8 +180,8 @@ func TestEnvoy_CapturesRESTInputs(t *testing.T) {
 		"image":    map[string]any{"url": "https://images.example/cat.jpg"},
 		"metadata": metadata("url"),
 	}}}})
-	// The demo model never fetches URLs, so this answer is the one Clarifai
-	// gives for a fetched image.
+	// The demo model never fetches URLs, so this response is the one Clarifai
+	// returns for a fetched image.
 	urlAnswer := []byte(`{"status":{"code":10000,"description":"Ok"},"outputs":[{"id":"o1","status":{"code":10000},` +
 		`"model":{"id":"colors","user_id":"demo","app_id":"main","model_version":{"id":"1"}},` +
 		`"data":{"concepts":[{"id":"gray","name":"gray","value":0.9}]}}]}`)
@@ -256,7 +256,7 @@ func TestEnvoy_NonMatchingCapturesNothing(t *testing.T) {
 		s.predictViaEnvoy(client, tc.key, tc.path, textPredict(t, tc.name))
 	}
 
-	// The demo model answers version 1 when the request names none, so the
+	// The demo model returns version 1 when the request names none, so the
 	// version comes from the response and this one matches.
 	s.predictViaEnvoy(client, bobKey, predictPath("text-stats", ""), textPredict(t, "marker"))
 
@@ -311,7 +311,7 @@ func TestEnvoy_NoSilentDrops(t *testing.T) {
 	})
 	s.waitInputs(ownerKey, "sequential", 1000)
 
-	// The second run goes to a second app, so each run's count stands alone.
+	// The second run goes to a second app, so each run is counted on its own.
 	s.api("PATCH", "/v2/users/me/apps/sequential/collectors", ownerKey, map[string]any{
 		"action": "overwrite",
 		"collectors": []any{map[string]any{
@@ -386,7 +386,7 @@ func TestProxy_OfficialClientGRPC(t *testing.T) {
 	}
 }
 
-// restExchange is one REST predict as Envoy sees it in front of the model.
+// restExchange is one REST predict as Envoy carries it to the model.
 func restExchange(callerKey, path string, body, respBody []byte, requestID string) *envoytest.Exchange {
 	return &envoytest.Exchange{
 		RequestHeaders: envoytest.Request("POST", path, "model.local", "application/json",
