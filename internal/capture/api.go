@@ -45,7 +45,7 @@ type CandidateFinder interface {
 	Candidates(ctx context.Context, callerUserID string, model collector.ModelRef) []collector.Collector
 }
 
-// RequestInfo is what the request headers phase knows about a request.
+// RequestInfo is the part of a request known at the request headers phase.
 type RequestInfo struct {
 	Headers Headers
 	// EndOfStream is true when the request has no body.
@@ -86,7 +86,7 @@ type Deps struct {
 	Now func() time.Time
 }
 
-// Plan says which further parts of the exchange the engine wants to see.
+// Plan lists the further parts of the exchange the engine needs.
 // Request headers are always seen; everything else is opt-in so that Envoy
 // sends no more than needed.
 type Plan struct {

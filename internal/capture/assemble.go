@@ -162,7 +162,7 @@ func settleModel(model collector.ModelRef, response *predict.Response) collector
 
 // predictSucceeded reports whether a response's own status allows capture.
 // MIXED_STATUS means that some inputs succeeded, and each output's status
-// tells which. An unset status defers to the transport status, which was a
+// shows which. An unset status defers to the transport status, which was a
 // success.
 func predictSucceeded(code clarifaipb.StatusCode) bool {
 	switch code {

@@ -60,7 +60,7 @@ func (s *stack) envoy() *envoytest.Client {
 }
 
 // predictViaEnvoy plays one REST predict through the ext_proc server. The
-// response is the demo model's real answer to the same body, so the
+// response is the demo model's real response to the same body, so the
 // exchange is what Envoy would carry in front of it.
 func (s *stack) predictViaEnvoy(client *envoytest.Client, callerKey, path string, body []byte, extra ...envoytest.Header) *envoytest.Result {
 	s.t.Helper()

@@ -140,7 +140,7 @@ func (s *stack) createKey(user string, scopes ...string) string {
 }
 
 // api sends a REST request to the management API and decodes the JSON
-// answer. It fails the test unless the HTTP status is wantStatus.
+// response. It fails the test unless the HTTP status is wantStatus.
 func (s *stack) api(method, path, key string, body any, wantStatus int) map[string]any {
 	s.t.Helper()
 	var reader io.Reader

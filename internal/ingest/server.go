@@ -9,9 +9,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strings"
 	"log/slog"
 	"net/url"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
@@ -286,7 +286,7 @@ func (l *serverLogger) Warnf(format string, v ...any) {
 	msg := fmt.Sprintf(format, v...)
 
 	// collectord raises the payload limit on purpose, so that one whole
-	// capture (up to the 16 MiB capture cap) fits in a message; the server's
+	// capture (up to the 16 MiB capture cap) fits in a message. The server's
 	// startup warning about it is expected and would only alarm operators.
 	if strings.HasPrefix(msg, "Maximum payloads over") {
 		l.logger.Debug(msg)

@@ -98,8 +98,8 @@ func Start(ctx context.Context, cfg config.Config, logger *slog.Logger) (*Node, 
 }
 
 // StartRoles opens the store and the queue, starts the ingest workers and
-// the capture engine, then opens the listeners, each only when roles asks
-// for it. The admin listener always runs. On error, whatever started is
+// the capture engine, then opens the listeners, each only when roles includes
+// it. The admin listener always runs. On error, whatever started is
 // closed again.
 func StartRoles(ctx context.Context, cfg config.Config, roles Roles, logger *slog.Logger) (_ *Node, err error) {
 	n := &Node{cfg: cfg, roles: roles, logger: logger, ready: make(chan struct{})}
@@ -118,7 +118,7 @@ func StartRoles(ctx context.Context, cfg config.Config, roles Roles, logger *slo
 		return nil, err
 	}
 
-	// The admin listener comes first so /healthz answers while the rest
+	// The admin listener comes first so /healthz responds while the rest
 	// starts; /readyz turns ready only at the end of Start.
 	if err := n.startAdmin(); err != nil {
 		return nil, err

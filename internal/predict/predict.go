@@ -26,7 +26,7 @@ const (
 	ProtocolGRPC
 )
 
-// Route is what the request line tells about a predict. For gRPC the model is
+// Route is the predict's target as named by the request line. For gRPC the model is
 // only in the body, so UserID, AppID, ModelID and VersionID are empty.
 type Route struct {
 	Protocol  Protocol
@@ -50,6 +50,6 @@ type Request struct {
 type Response struct {
 	Status  clarifaipb.StatusCode
 	Outputs []*clarifaipb.Output
-	// ModelVersionID is the version that answered, from the outputs' model.
+	// ModelVersionID is the version that served the predict, from the outputs' model.
 	ModelVersionID string
 }
