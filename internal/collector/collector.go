@@ -50,10 +50,32 @@ type Collector struct {
 	CollectOutputs bool
 	// Paused collectors (status COLLECTOR_INACTIVE) collect nothing.
 	Paused bool
+	// Policy limits what the collector keeps beyond sampling and workflows.
+	Policy Policy
 
 	// Version increases on every change, so a capture record can tell which
 	// definition kept it.
 	Version int64
+}
+
+// Policy limits what a collector keeps beyond sampling and workflows. The
+// zero value has no limits. The ingest worker applies it, because only the
+// worker sees the records of every sidecar.
+type Policy struct {
+	// MaxPerHour and MaxPerDay cap the inputs kept per rolling hour and day;
+	// 0 is no cap.
+	MaxPerHour int
+	MaxPerDay  int
+	// DedupWindow drops an input whose content equals one kept within the
+	// window; 0 turns deduplication off.
+	DedupWindow time.Duration
+	// MaxPerConcept caps the inputs kept per predicted top concept within
+	// BalanceWindow (class-balanced sampling); it needs both set.
+	MaxPerConcept int
+	BalanceWindow time.Duration
+	// Preview counts what the collector would keep and stores the last few
+	// records for inspection, but ingests nothing.
+	Preview bool
 }
 
 // Store persists collectors. Implementations call the functions registered

@@ -51,8 +51,30 @@ type Record struct {
 	OutputConcepts []*clarifaipb.Concept  `protobuf:"bytes,13,rep,name=output_concepts,json=outputConcepts,proto3" json:"output_concepts,omitempty"`
 	CollectOutputs bool                   `protobuf:"varint,14,opt,name=collect_outputs,json=collectOutputs,proto3" json:"collect_outputs,omitempty"`
 	CapturedAt     *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=captured_at,json=capturedAt,proto3" json:"captured_at,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The definitions that kept the record: the collector's version and, when
+	// set, its workflows' ids and versions.
+	CollectorVersion        int64  `protobuf:"varint,16,opt,name=collector_version,json=collectorVersion,proto3" json:"collector_version,omitempty"`
+	PreQueueWorkflowId      string `protobuf:"bytes,17,opt,name=pre_queue_workflow_id,json=preQueueWorkflowId,proto3" json:"pre_queue_workflow_id,omitempty"`
+	PreQueueWorkflowVersion int64  `protobuf:"varint,18,opt,name=pre_queue_workflow_version,json=preQueueWorkflowVersion,proto3" json:"pre_queue_workflow_version,omitempty"`
+	PostQueueWorkflowId     string `protobuf:"bytes,19,opt,name=post_queue_workflow_id,json=postQueueWorkflowId,proto3" json:"post_queue_workflow_id,omitempty"`
+	// The collector's limits when the record was made; the ingest worker
+	// applies them, because only it sees the records of every sidecar.
+	Policy *clarifaipb.CollectorPolicy `protobuf:"bytes,20,opt,name=policy,proto3" json:"policy,omitempty"`
+	// SHA-256, in hex, of the input's content: its bytes, or its URL when it
+	// has none. The worker drops duplicates by it.
+	ContentHash string `protobuf:"bytes,21,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
+	// The concept with the highest value in the SUCCESS output, for
+	// class-balanced sampling; blank when the response was not read.
+	TopConceptId string `protobuf:"bytes,22,opt,name=top_concept_id,json=topConceptId,proto3" json:"top_concept_id,omitempty"`
+	// Set for a preview collector: the worker stores the record for GetCollectorPreview
+	// and ingests nothing.
+	Preview bool `protobuf:"varint,23,opt,name=preview,proto3" json:"preview,omitempty"`
+	// For a preview collector, the sidecar also sends a record for each input it
+	// dropped, without the input, naming the reason, so that preview counts
+	// cover every outcome. Blank on records of kept inputs.
+	PreviewDropReason string `protobuf:"bytes,24,opt,name=preview_drop_reason,json=previewDropReason,proto3" json:"preview_drop_reason,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *Record) Reset() {
@@ -190,11 +212,74 @@ func (x *Record) GetCapturedAt() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Record) GetCollectorVersion() int64 {
+	if x != nil {
+		return x.CollectorVersion
+	}
+	return 0
+}
+
+func (x *Record) GetPreQueueWorkflowId() string {
+	if x != nil {
+		return x.PreQueueWorkflowId
+	}
+	return ""
+}
+
+func (x *Record) GetPreQueueWorkflowVersion() int64 {
+	if x != nil {
+		return x.PreQueueWorkflowVersion
+	}
+	return 0
+}
+
+func (x *Record) GetPostQueueWorkflowId() string {
+	if x != nil {
+		return x.PostQueueWorkflowId
+	}
+	return ""
+}
+
+func (x *Record) GetPolicy() *clarifaipb.CollectorPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+func (x *Record) GetContentHash() string {
+	if x != nil {
+		return x.ContentHash
+	}
+	return ""
+}
+
+func (x *Record) GetTopConceptId() string {
+	if x != nil {
+		return x.TopConceptId
+	}
+	return ""
+}
+
+func (x *Record) GetPreview() bool {
+	if x != nil {
+		return x.Preview
+	}
+	return false
+}
+
+func (x *Record) GetPreviewDropReason() string {
+	if x != nil {
+		return x.PreviewDropReason
+	}
+	return ""
+}
+
 var File_collectord_capture_v1_record_proto protoreflect.FileDescriptor
 
 const file_collectord_capture_v1_record_proto_rawDesc = "" +
 	"\n" +
-	"\"collectord/capture/v1/record.proto\x12\x15collectord.capture.v1\x1a\x1cclarifai/api/resources.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xad\x04\n" +
+	"\"collectord/capture/v1/record.proto\x12\x15collectord.capture.v1\x1a\x1cclarifai/api/resources.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\a\n" +
 	"\x06Record\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12!\n" +
 	"\fcollector_id\x18\x02 \x01(\tR\vcollectorId\x12\x17\n" +
@@ -215,7 +300,16 @@ const file_collectord_capture_v1_record_proto_rawDesc = "" +
 	"\x0foutput_concepts\x18\r \x03(\v2\x15.clarifai.api.ConceptR\x0eoutputConcepts\x12'\n" +
 	"\x0fcollect_outputs\x18\x0e \x01(\bR\x0ecollectOutputs\x12;\n" +
 	"\vcaptured_at\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"capturedAtB8Z6github.com/collectord/collectord/internal/pb/capturepbb\x06proto3"
+	"capturedAt\x12+\n" +
+	"\x11collector_version\x18\x10 \x01(\x03R\x10collectorVersion\x121\n" +
+	"\x15pre_queue_workflow_id\x18\x11 \x01(\tR\x12preQueueWorkflowId\x12;\n" +
+	"\x1apre_queue_workflow_version\x18\x12 \x01(\x03R\x17preQueueWorkflowVersion\x123\n" +
+	"\x16post_queue_workflow_id\x18\x13 \x01(\tR\x13postQueueWorkflowId\x125\n" +
+	"\x06policy\x18\x14 \x01(\v2\x1d.clarifai.api.CollectorPolicyR\x06policy\x12!\n" +
+	"\fcontent_hash\x18\x15 \x01(\tR\vcontentHash\x12$\n" +
+	"\x0etop_concept_id\x18\x16 \x01(\tR\ftopConceptId\x12\x18\n" +
+	"\apreview\x18\x17 \x01(\bR\apreview\x12.\n" +
+	"\x13preview_drop_reason\x18\x18 \x01(\tR\x11previewDropReasonB8Z6github.com/collectord/collectord/internal/pb/capturepbb\x06proto3"
 
 var (
 	file_collectord_capture_v1_record_proto_rawDescOnce sync.Once
@@ -231,20 +325,22 @@ func file_collectord_capture_v1_record_proto_rawDescGZIP() []byte {
 
 var file_collectord_capture_v1_record_proto_msgTypes = make([]protoimpl.MessageInfo, 1)
 var file_collectord_capture_v1_record_proto_goTypes = []any{
-	(*Record)(nil),                // 0: collectord.capture.v1.Record
-	(*clarifaipb.Input)(nil),      // 1: clarifai.api.Input
-	(*clarifaipb.Concept)(nil),    // 2: clarifai.api.Concept
-	(*timestamppb.Timestamp)(nil), // 3: google.protobuf.Timestamp
+	(*Record)(nil),                     // 0: collectord.capture.v1.Record
+	(*clarifaipb.Input)(nil),           // 1: clarifai.api.Input
+	(*clarifaipb.Concept)(nil),         // 2: clarifai.api.Concept
+	(*timestamppb.Timestamp)(nil),      // 3: google.protobuf.Timestamp
+	(*clarifaipb.CollectorPolicy)(nil), // 4: clarifai.api.CollectorPolicy
 }
 var file_collectord_capture_v1_record_proto_depIdxs = []int32{
 	1, // 0: collectord.capture.v1.Record.input:type_name -> clarifai.api.Input
 	2, // 1: collectord.capture.v1.Record.output_concepts:type_name -> clarifai.api.Concept
 	3, // 2: collectord.capture.v1.Record.captured_at:type_name -> google.protobuf.Timestamp
-	3, // [3:3] is the sub-list for method output_type
-	3, // [3:3] is the sub-list for method input_type
-	3, // [3:3] is the sub-list for extension type_name
-	3, // [3:3] is the sub-list for extension extendee
-	0, // [0:3] is the sub-list for field type_name
+	4, // 3: collectord.capture.v1.Record.policy:type_name -> clarifai.api.CollectorPolicy
+	4, // [4:4] is the sub-list for method output_type
+	4, // [4:4] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_collectord_capture_v1_record_proto_init() }

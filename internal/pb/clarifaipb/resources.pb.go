@@ -1119,8 +1119,11 @@ type Collector struct {
 	PreQueueRandomSample float32 `protobuf:"fixed32,8,opt,name=pre_queue_random_sample,json=preQueueRandomSample,proto3" json:"pre_queue_random_sample,omitempty"`
 	// Also post the predicted concepts with the input.
 	CollectOutputs bool `protobuf:"varint,9,opt,name=collect_outputs,json=collectOutputs,proto3" json:"collect_outputs,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// collectord's own extension, not part of Clarifai's API: Clarifai's clients
+	// skip the field, and a collector without it has no limits.
+	Policy        *CollectorPolicy `protobuf:"bytes,1000,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Collector) Reset() {
@@ -1216,6 +1219,107 @@ func (x *Collector) GetCollectOutputs() bool {
 	return false
 }
 
+func (x *Collector) GetPolicy() *CollectorPolicy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// CollectorPolicy limits what a collector keeps beyond sampling and workflows.
+// It is collectord's own message, not part of Clarifai's API. Zero values turn
+// a limit off.
+type CollectorPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// At most this many inputs are kept per rolling hour and per rolling day.
+	MaxInputsPerHour uint32 `protobuf:"varint,1,opt,name=max_inputs_per_hour,json=maxInputsPerHour,proto3" json:"max_inputs_per_hour,omitempty"`
+	MaxInputsPerDay  uint32 `protobuf:"varint,2,opt,name=max_inputs_per_day,json=maxInputsPerDay,proto3" json:"max_inputs_per_day,omitempty"`
+	// An input whose content (the bytes, or the URL when there are no bytes)
+	// equals one kept within this many seconds is dropped as a duplicate.
+	DedupWindowSeconds uint32 `protobuf:"varint,3,opt,name=dedup_window_seconds,json=dedupWindowSeconds,proto3" json:"dedup_window_seconds,omitempty"`
+	// Class-balanced sampling: at most max_inputs_per_concept inputs per
+	// predicted top concept within balance_window_seconds. Needs both.
+	MaxInputsPerConcept  uint32 `protobuf:"varint,4,opt,name=max_inputs_per_concept,json=maxInputsPerConcept,proto3" json:"max_inputs_per_concept,omitempty"`
+	BalanceWindowSeconds uint32 `protobuf:"varint,5,opt,name=balance_window_seconds,json=balanceWindowSeconds,proto3" json:"balance_window_seconds,omitempty"`
+	// A preview collector counts what it would keep and stores the last few
+	// records for inspection (GetCollectorPreview), but ingests nothing.
+	Preview       bool `protobuf:"varint,6,opt,name=preview,proto3" json:"preview,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CollectorPolicy) Reset() {
+	*x = CollectorPolicy{}
+	mi := &file_clarifai_api_resources_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CollectorPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CollectorPolicy) ProtoMessage() {}
+
+func (x *CollectorPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_clarifai_api_resources_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CollectorPolicy.ProtoReflect.Descriptor instead.
+func (*CollectorPolicy) Descriptor() ([]byte, []int) {
+	return file_clarifai_api_resources_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *CollectorPolicy) GetMaxInputsPerHour() uint32 {
+	if x != nil {
+		return x.MaxInputsPerHour
+	}
+	return 0
+}
+
+func (x *CollectorPolicy) GetMaxInputsPerDay() uint32 {
+	if x != nil {
+		return x.MaxInputsPerDay
+	}
+	return 0
+}
+
+func (x *CollectorPolicy) GetDedupWindowSeconds() uint32 {
+	if x != nil {
+		return x.DedupWindowSeconds
+	}
+	return 0
+}
+
+func (x *CollectorPolicy) GetMaxInputsPerConcept() uint32 {
+	if x != nil {
+		return x.MaxInputsPerConcept
+	}
+	return 0
+}
+
+func (x *CollectorPolicy) GetBalanceWindowSeconds() uint32 {
+	if x != nil {
+		return x.BalanceWindowSeconds
+	}
+	return 0
+}
+
+func (x *CollectorPolicy) GetPreview() bool {
+	if x != nil {
+		return x.Preview
+	}
+	return false
+}
+
 type CollectorSource struct {
 	state                              protoimpl.MessageState              `protogen:"open.v1"`
 	ApiPostModelOutputsCollectorSource *APIPostModelOutputsCollectorSource `protobuf:"bytes,2,opt,name=api_post_model_outputs_collector_source,json=apiPostModelOutputsCollectorSource,proto3" json:"api_post_model_outputs_collector_source,omitempty"`
@@ -1225,7 +1329,7 @@ type CollectorSource struct {
 
 func (x *CollectorSource) Reset() {
 	*x = CollectorSource{}
-	mi := &file_clarifai_api_resources_proto_msgTypes[15]
+	mi := &file_clarifai_api_resources_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1237,7 +1341,7 @@ func (x *CollectorSource) String() string {
 func (*CollectorSource) ProtoMessage() {}
 
 func (x *CollectorSource) ProtoReflect() protoreflect.Message {
-	mi := &file_clarifai_api_resources_proto_msgTypes[15]
+	mi := &file_clarifai_api_resources_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1250,7 +1354,7 @@ func (x *CollectorSource) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CollectorSource.ProtoReflect.Descriptor instead.
 func (*CollectorSource) Descriptor() ([]byte, []int) {
-	return file_clarifai_api_resources_proto_rawDescGZIP(), []int{15}
+	return file_clarifai_api_resources_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *CollectorSource) GetApiPostModelOutputsCollectorSource() *APIPostModelOutputsCollectorSource {
@@ -1277,7 +1381,7 @@ type APIPostModelOutputsCollectorSource struct {
 
 func (x *APIPostModelOutputsCollectorSource) Reset() {
 	*x = APIPostModelOutputsCollectorSource{}
-	mi := &file_clarifai_api_resources_proto_msgTypes[16]
+	mi := &file_clarifai_api_resources_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1289,7 +1393,7 @@ func (x *APIPostModelOutputsCollectorSource) String() string {
 func (*APIPostModelOutputsCollectorSource) ProtoMessage() {}
 
 func (x *APIPostModelOutputsCollectorSource) ProtoReflect() protoreflect.Message {
-	mi := &file_clarifai_api_resources_proto_msgTypes[16]
+	mi := &file_clarifai_api_resources_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1302,7 +1406,7 @@ func (x *APIPostModelOutputsCollectorSource) ProtoReflect() protoreflect.Message
 
 // Deprecated: Use APIPostModelOutputsCollectorSource.ProtoReflect.Descriptor instead.
 func (*APIPostModelOutputsCollectorSource) Descriptor() ([]byte, []int) {
-	return file_clarifai_api_resources_proto_rawDescGZIP(), []int{16}
+	return file_clarifai_api_resources_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *APIPostModelOutputsCollectorSource) GetModelUserId() string {
@@ -1360,7 +1464,7 @@ type WorkflowNode struct {
 
 func (x *WorkflowNode) Reset() {
 	*x = WorkflowNode{}
-	mi := &file_clarifai_api_resources_proto_msgTypes[17]
+	mi := &file_clarifai_api_resources_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1372,7 +1476,7 @@ func (x *WorkflowNode) String() string {
 func (*WorkflowNode) ProtoMessage() {}
 
 func (x *WorkflowNode) ProtoReflect() protoreflect.Message {
-	mi := &file_clarifai_api_resources_proto_msgTypes[17]
+	mi := &file_clarifai_api_resources_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1385,7 +1489,7 @@ func (x *WorkflowNode) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WorkflowNode.ProtoReflect.Descriptor instead.
 func (*WorkflowNode) Descriptor() ([]byte, []int) {
-	return file_clarifai_api_resources_proto_rawDescGZIP(), []int{17}
+	return file_clarifai_api_resources_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *WorkflowNode) GetId() string {
@@ -1432,7 +1536,7 @@ type NodeInput struct {
 
 func (x *NodeInput) Reset() {
 	*x = NodeInput{}
-	mi := &file_clarifai_api_resources_proto_msgTypes[18]
+	mi := &file_clarifai_api_resources_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1444,7 +1548,7 @@ func (x *NodeInput) String() string {
 func (*NodeInput) ProtoMessage() {}
 
 func (x *NodeInput) ProtoReflect() protoreflect.Message {
-	mi := &file_clarifai_api_resources_proto_msgTypes[18]
+	mi := &file_clarifai_api_resources_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1457,7 +1561,7 @@ func (x *NodeInput) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeInput.ProtoReflect.Descriptor instead.
 func (*NodeInput) Descriptor() ([]byte, []int) {
-	return file_clarifai_api_resources_proto_rawDescGZIP(), []int{18}
+	return file_clarifai_api_resources_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *NodeInput) GetNodeId() string {
@@ -1483,7 +1587,7 @@ type Workflow struct {
 
 func (x *Workflow) Reset() {
 	*x = Workflow{}
-	mi := &file_clarifai_api_resources_proto_msgTypes[19]
+	mi := &file_clarifai_api_resources_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1495,7 +1599,7 @@ func (x *Workflow) String() string {
 func (*Workflow) ProtoMessage() {}
 
 func (x *Workflow) ProtoReflect() protoreflect.Message {
-	mi := &file_clarifai_api_resources_proto_msgTypes[19]
+	mi := &file_clarifai_api_resources_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1508,7 +1612,7 @@ func (x *Workflow) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Workflow.ProtoReflect.Descriptor instead.
 func (*Workflow) Descriptor() ([]byte, []int) {
-	return file_clarifai_api_resources_proto_rawDescGZIP(), []int{19}
+	return file_clarifai_api_resources_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *Workflow) GetId() string {
@@ -1664,7 +1768,7 @@ const file_clarifai_api_resources_proto_rawDesc = "" +
 	"created_at\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\tcreatedAt\x12)\n" +
 	"\x05model\x18\x04 \x01(\v2\x13.clarifai.api.ModelR\x05model\x12)\n" +
 	"\x05input\x18\x05 \x01(\v2\x13.clarifai.api.InputR\x05input\x12&\n" +
-	"\x04data\x18\x06 \x01(\v2\x12.clarifai.api.DataR\x04data\"\xbf\x03\n" +
+	"\x04data\x18\x06 \x01(\v2\x12.clarifai.api.DataR\x04data\"\xf7\x03\n" +
 	"\tCollector\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12 \n" +
 	"\vdescription\x18\x02 \x01(\tR\vdescription\x129\n" +
@@ -1675,7 +1779,15 @@ const file_clarifai_api_resources_proto_rawDesc = "" +
 	"\x10collector_source\x18\x06 \x01(\v2\x1d.clarifai.api.CollectorSourceR\x0fcollectorSource\x123\n" +
 	"\x06status\x18\a \x01(\v2\x1b.clarifai.api.status.StatusR\x06status\x125\n" +
 	"\x17pre_queue_random_sample\x18\b \x01(\x02R\x14preQueueRandomSample\x12'\n" +
-	"\x0fcollect_outputs\x18\t \x01(\bR\x0ecollectOutputs\"\x99\x01\n" +
+	"\x0fcollect_outputs\x18\t \x01(\bR\x0ecollectOutputs\x126\n" +
+	"\x06policy\x18\xe8\a \x01(\v2\x1d.clarifai.api.CollectorPolicyR\x06policy\"\xa4\x02\n" +
+	"\x0fCollectorPolicy\x12-\n" +
+	"\x13max_inputs_per_hour\x18\x01 \x01(\rR\x10maxInputsPerHour\x12+\n" +
+	"\x12max_inputs_per_day\x18\x02 \x01(\rR\x0fmaxInputsPerDay\x120\n" +
+	"\x14dedup_window_seconds\x18\x03 \x01(\rR\x12dedupWindowSeconds\x123\n" +
+	"\x16max_inputs_per_concept\x18\x04 \x01(\rR\x13maxInputsPerConcept\x124\n" +
+	"\x16balance_window_seconds\x18\x05 \x01(\rR\x14balanceWindowSeconds\x12\x18\n" +
+	"\apreview\x18\x06 \x01(\bR\apreview\"\x99\x01\n" +
 	"\x0fCollectorSource\x12\x85\x01\n" +
 	"'api_post_model_outputs_collector_source\x18\x02 \x01(\v20.clarifai.api.APIPostModelOutputsCollectorSourceR\"apiPostModelOutputsCollectorSource\"\x82\x02\n" +
 	"\"APIPostModelOutputsCollectorSource\x12\"\n" +
@@ -1725,7 +1837,7 @@ func file_clarifai_api_resources_proto_rawDescGZIP() []byte {
 }
 
 var file_clarifai_api_resources_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_clarifai_api_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_clarifai_api_resources_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_clarifai_api_resources_proto_goTypes = []any{
 	(InputIDConflictResolution)(0), // 0: clarifai.api.InputIDConflictResolution
 	(*UserAppIDSet)(nil),           // 1: clarifai.api.UserAppIDSet
@@ -1743,60 +1855,62 @@ var file_clarifai_api_resources_proto_goTypes = []any{
 	(*OutputInfo)(nil),             // 13: clarifai.api.OutputInfo
 	(*Output)(nil),                 // 14: clarifai.api.Output
 	(*Collector)(nil),              // 15: clarifai.api.Collector
-	(*CollectorSource)(nil),        // 16: clarifai.api.CollectorSource
-	(*APIPostModelOutputsCollectorSource)(nil), // 17: clarifai.api.APIPostModelOutputsCollectorSource
-	(*WorkflowNode)(nil),                       // 18: clarifai.api.WorkflowNode
-	(*NodeInput)(nil),                          // 19: clarifai.api.NodeInput
-	(*Workflow)(nil),                           // 20: clarifai.api.Workflow
-	(*timestamppb.Timestamp)(nil),              // 21: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),                    // 22: google.protobuf.Struct
-	(*Status)(nil),                             // 23: clarifai.api.status.Status
+	(*CollectorPolicy)(nil),        // 16: clarifai.api.CollectorPolicy
+	(*CollectorSource)(nil),        // 17: clarifai.api.CollectorSource
+	(*APIPostModelOutputsCollectorSource)(nil), // 18: clarifai.api.APIPostModelOutputsCollectorSource
+	(*WorkflowNode)(nil),                       // 19: clarifai.api.WorkflowNode
+	(*NodeInput)(nil),                          // 20: clarifai.api.NodeInput
+	(*Workflow)(nil),                           // 21: clarifai.api.Workflow
+	(*timestamppb.Timestamp)(nil),              // 22: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),                    // 23: google.protobuf.Struct
+	(*Status)(nil),                             // 24: clarifai.api.status.Status
 }
 var file_clarifai_api_resources_proto_depIdxs = []int32{
-	21, // 0: clarifai.api.User.created_at:type_name -> google.protobuf.Timestamp
-	21, // 1: clarifai.api.App.created_at:type_name -> google.protobuf.Timestamp
-	22, // 2: clarifai.api.App.metadata:type_name -> google.protobuf.Struct
-	21, // 3: clarifai.api.App.modified_at:type_name -> google.protobuf.Timestamp
+	22, // 0: clarifai.api.User.created_at:type_name -> google.protobuf.Timestamp
+	22, // 1: clarifai.api.App.created_at:type_name -> google.protobuf.Timestamp
+	23, // 2: clarifai.api.App.metadata:type_name -> google.protobuf.Struct
+	22, // 3: clarifai.api.App.modified_at:type_name -> google.protobuf.Timestamp
 	5,  // 4: clarifai.api.Input.data:type_name -> clarifai.api.Data
-	21, // 5: clarifai.api.Input.created_at:type_name -> google.protobuf.Timestamp
-	21, // 6: clarifai.api.Input.modified_at:type_name -> google.protobuf.Timestamp
-	23, // 7: clarifai.api.Input.status:type_name -> clarifai.api.status.Status
+	22, // 5: clarifai.api.Input.created_at:type_name -> google.protobuf.Timestamp
+	22, // 6: clarifai.api.Input.modified_at:type_name -> google.protobuf.Timestamp
+	24, // 7: clarifai.api.Input.status:type_name -> clarifai.api.status.Status
 	6,  // 8: clarifai.api.Data.image:type_name -> clarifai.api.Image
 	7,  // 9: clarifai.api.Data.video:type_name -> clarifai.api.Video
 	10, // 10: clarifai.api.Data.concepts:type_name -> clarifai.api.Concept
-	22, // 11: clarifai.api.Data.metadata:type_name -> google.protobuf.Struct
+	23, // 11: clarifai.api.Data.metadata:type_name -> google.protobuf.Struct
 	9,  // 12: clarifai.api.Data.text:type_name -> clarifai.api.Text
 	8,  // 13: clarifai.api.Data.audio:type_name -> clarifai.api.Audio
-	21, // 14: clarifai.api.Concept.created_at:type_name -> google.protobuf.Timestamp
-	21, // 15: clarifai.api.Model.created_at:type_name -> google.protobuf.Timestamp
+	22, // 14: clarifai.api.Concept.created_at:type_name -> google.protobuf.Timestamp
+	22, // 15: clarifai.api.Model.created_at:type_name -> google.protobuf.Timestamp
 	13, // 16: clarifai.api.Model.output_info:type_name -> clarifai.api.OutputInfo
 	12, // 17: clarifai.api.Model.model_version:type_name -> clarifai.api.ModelVersion
-	21, // 18: clarifai.api.ModelVersion.created_at:type_name -> google.protobuf.Timestamp
-	23, // 19: clarifai.api.ModelVersion.status:type_name -> clarifai.api.status.Status
+	22, // 18: clarifai.api.ModelVersion.created_at:type_name -> google.protobuf.Timestamp
+	24, // 19: clarifai.api.ModelVersion.status:type_name -> clarifai.api.status.Status
 	13, // 20: clarifai.api.ModelVersion.output_info:type_name -> clarifai.api.OutputInfo
 	5,  // 21: clarifai.api.OutputInfo.data:type_name -> clarifai.api.Data
-	22, // 22: clarifai.api.OutputInfo.params:type_name -> google.protobuf.Struct
-	23, // 23: clarifai.api.Output.status:type_name -> clarifai.api.status.Status
-	21, // 24: clarifai.api.Output.created_at:type_name -> google.protobuf.Timestamp
+	23, // 22: clarifai.api.OutputInfo.params:type_name -> google.protobuf.Struct
+	24, // 23: clarifai.api.Output.status:type_name -> clarifai.api.status.Status
+	22, // 24: clarifai.api.Output.created_at:type_name -> google.protobuf.Timestamp
 	11, // 25: clarifai.api.Output.model:type_name -> clarifai.api.Model
 	4,  // 26: clarifai.api.Output.input:type_name -> clarifai.api.Input
 	5,  // 27: clarifai.api.Output.data:type_name -> clarifai.api.Data
-	21, // 28: clarifai.api.Collector.created_at:type_name -> google.protobuf.Timestamp
-	16, // 29: clarifai.api.Collector.collector_source:type_name -> clarifai.api.CollectorSource
-	23, // 30: clarifai.api.Collector.status:type_name -> clarifai.api.status.Status
-	17, // 31: clarifai.api.CollectorSource.api_post_model_outputs_collector_source:type_name -> clarifai.api.APIPostModelOutputsCollectorSource
-	11, // 32: clarifai.api.WorkflowNode.model:type_name -> clarifai.api.Model
-	19, // 33: clarifai.api.WorkflowNode.node_inputs:type_name -> clarifai.api.NodeInput
-	13, // 34: clarifai.api.WorkflowNode.output_info_override:type_name -> clarifai.api.OutputInfo
-	21, // 35: clarifai.api.Workflow.created_at:type_name -> google.protobuf.Timestamp
-	18, // 36: clarifai.api.Workflow.nodes:type_name -> clarifai.api.WorkflowNode
-	22, // 37: clarifai.api.Workflow.metadata:type_name -> google.protobuf.Struct
-	21, // 38: clarifai.api.Workflow.modified_at:type_name -> google.protobuf.Timestamp
-	39, // [39:39] is the sub-list for method output_type
-	39, // [39:39] is the sub-list for method input_type
-	39, // [39:39] is the sub-list for extension type_name
-	39, // [39:39] is the sub-list for extension extendee
-	0,  // [0:39] is the sub-list for field type_name
+	22, // 28: clarifai.api.Collector.created_at:type_name -> google.protobuf.Timestamp
+	17, // 29: clarifai.api.Collector.collector_source:type_name -> clarifai.api.CollectorSource
+	24, // 30: clarifai.api.Collector.status:type_name -> clarifai.api.status.Status
+	16, // 31: clarifai.api.Collector.policy:type_name -> clarifai.api.CollectorPolicy
+	18, // 32: clarifai.api.CollectorSource.api_post_model_outputs_collector_source:type_name -> clarifai.api.APIPostModelOutputsCollectorSource
+	11, // 33: clarifai.api.WorkflowNode.model:type_name -> clarifai.api.Model
+	20, // 34: clarifai.api.WorkflowNode.node_inputs:type_name -> clarifai.api.NodeInput
+	13, // 35: clarifai.api.WorkflowNode.output_info_override:type_name -> clarifai.api.OutputInfo
+	22, // 36: clarifai.api.Workflow.created_at:type_name -> google.protobuf.Timestamp
+	19, // 37: clarifai.api.Workflow.nodes:type_name -> clarifai.api.WorkflowNode
+	23, // 38: clarifai.api.Workflow.metadata:type_name -> google.protobuf.Struct
+	22, // 39: clarifai.api.Workflow.modified_at:type_name -> google.protobuf.Timestamp
+	40, // [40:40] is the sub-list for method output_type
+	40, // [40:40] is the sub-list for method input_type
+	40, // [40:40] is the sub-list for extension type_name
+	40, // [40:40] is the sub-list for extension extendee
+	0,  // [0:40] is the sub-list for field type_name
 }
 
 func init() { file_clarifai_api_resources_proto_init() }
@@ -1811,7 +1925,7 @@ func file_clarifai_api_resources_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clarifai_api_resources_proto_rawDesc), len(file_clarifai_api_resources_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   20,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1868,6 +1868,328 @@ func (x *MultiAuditEntryResponse) GetAuditEntries() []*AuditEntry {
 	return nil
 }
 
+type GetCollectorPreviewRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	UserAppId     *UserAppIDSet          `protobuf:"bytes,1,opt,name=user_app_id,json=userAppId,proto3" json:"user_app_id,omitempty"`
+	CollectorId   string                 `protobuf:"bytes,2,opt,name=collector_id,json=collectorId,proto3" json:"collector_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCollectorPreviewRequest) Reset() {
+	*x = GetCollectorPreviewRequest{}
+	mi := &file_clarifai_api_service_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCollectorPreviewRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCollectorPreviewRequest) ProtoMessage() {}
+
+func (x *GetCollectorPreviewRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_clarifai_api_service_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCollectorPreviewRequest.ProtoReflect.Descriptor instead.
+func (*GetCollectorPreviewRequest) Descriptor() ([]byte, []int) {
+	return file_clarifai_api_service_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *GetCollectorPreviewRequest) GetUserAppId() *UserAppIDSet {
+	if x != nil {
+		return x.UserAppId
+	}
+	return nil
+}
+
+func (x *GetCollectorPreviewRequest) GetCollectorId() string {
+	if x != nil {
+		return x.CollectorId
+	}
+	return ""
+}
+
+// PreviewCount is how many inputs ended with one outcome, such as kept,
+// sampled_out, filtered, over_budget or deduplicated.
+type PreviewCount struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Outcome       string                 `protobuf:"bytes,1,opt,name=outcome,proto3" json:"outcome,omitempty"`
+	Count         int64                  `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PreviewCount) Reset() {
+	*x = PreviewCount{}
+	mi := &file_clarifai_api_service_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviewCount) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviewCount) ProtoMessage() {}
+
+func (x *PreviewCount) ProtoReflect() protoreflect.Message {
+	mi := &file_clarifai_api_service_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviewCount.ProtoReflect.Descriptor instead.
+func (*PreviewCount) Descriptor() ([]byte, []int) {
+	return file_clarifai_api_service_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *PreviewCount) GetOutcome() string {
+	if x != nil {
+		return x.Outcome
+	}
+	return ""
+}
+
+func (x *PreviewCount) GetCount() int64 {
+	if x != nil {
+		return x.Count
+	}
+	return 0
+}
+
+// PreviewRecord is one input a preview collector would have ingested.
+type PreviewRecord struct {
+	state        protoimpl.MessageState `protogen:"open.v1"`
+	RecordId     string                 `protobuf:"bytes,1,opt,name=record_id,json=recordId,proto3" json:"record_id,omitempty"`
+	CapturedAt   *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=captured_at,json=capturedAt,proto3" json:"captured_at,omitempty"`
+	RequestId    string                 `protobuf:"bytes,3,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
+	CallerUserId string                 `protobuf:"bytes,4,opt,name=caller_user_id,json=callerUserId,proto3" json:"caller_user_id,omitempty"`
+	// The input as the destination would have received it.
+	Input *Input `protobuf:"bytes,5,opt,name=input,proto3" json:"input,omitempty"`
+	// The concepts the model predicted for the input.
+	OutputConcepts   []*Concept `protobuf:"bytes,6,rep,name=output_concepts,json=outputConcepts,proto3" json:"output_concepts,omitempty"`
+	CollectorVersion int64      `protobuf:"varint,7,opt,name=collector_version,json=collectorVersion,proto3" json:"collector_version,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *PreviewRecord) Reset() {
+	*x = PreviewRecord{}
+	mi := &file_clarifai_api_service_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PreviewRecord) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PreviewRecord) ProtoMessage() {}
+
+func (x *PreviewRecord) ProtoReflect() protoreflect.Message {
+	mi := &file_clarifai_api_service_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PreviewRecord.ProtoReflect.Descriptor instead.
+func (*PreviewRecord) Descriptor() ([]byte, []int) {
+	return file_clarifai_api_service_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *PreviewRecord) GetRecordId() string {
+	if x != nil {
+		return x.RecordId
+	}
+	return ""
+}
+
+func (x *PreviewRecord) GetCapturedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CapturedAt
+	}
+	return nil
+}
+
+func (x *PreviewRecord) GetRequestId() string {
+	if x != nil {
+		return x.RequestId
+	}
+	return ""
+}
+
+func (x *PreviewRecord) GetCallerUserId() string {
+	if x != nil {
+		return x.CallerUserId
+	}
+	return ""
+}
+
+func (x *PreviewRecord) GetInput() *Input {
+	if x != nil {
+		return x.Input
+	}
+	return nil
+}
+
+func (x *PreviewRecord) GetOutputConcepts() []*Concept {
+	if x != nil {
+		return x.OutputConcepts
+	}
+	return nil
+}
+
+func (x *PreviewRecord) GetCollectorVersion() int64 {
+	if x != nil {
+		return x.CollectorVersion
+	}
+	return 0
+}
+
+type CollectorPreview struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	CollectorId string                 `protobuf:"bytes,1,opt,name=collector_id,json=collectorId,proto3" json:"collector_id,omitempty"`
+	Counts      []*PreviewCount        `protobuf:"bytes,2,rep,name=counts,proto3" json:"counts,omitempty"`
+	// The most recent records, newest first.
+	Records       []*PreviewRecord       `protobuf:"bytes,3,rep,name=records,proto3" json:"records,omitempty"`
+	UpdatedAt     *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=updated_at,json=updatedAt,proto3" json:"updated_at,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CollectorPreview) Reset() {
+	*x = CollectorPreview{}
+	mi := &file_clarifai_api_service_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CollectorPreview) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CollectorPreview) ProtoMessage() {}
+
+func (x *CollectorPreview) ProtoReflect() protoreflect.Message {
+	mi := &file_clarifai_api_service_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CollectorPreview.ProtoReflect.Descriptor instead.
+func (*CollectorPreview) Descriptor() ([]byte, []int) {
+	return file_clarifai_api_service_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *CollectorPreview) GetCollectorId() string {
+	if x != nil {
+		return x.CollectorId
+	}
+	return ""
+}
+
+func (x *CollectorPreview) GetCounts() []*PreviewCount {
+	if x != nil {
+		return x.Counts
+	}
+	return nil
+}
+
+func (x *CollectorPreview) GetRecords() []*PreviewRecord {
+	if x != nil {
+		return x.Records
+	}
+	return nil
+}
+
+func (x *CollectorPreview) GetUpdatedAt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedAt
+	}
+	return nil
+}
+
+type SingleCollectorPreviewResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        *Status                `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	Preview       *CollectorPreview      `protobuf:"bytes,2,opt,name=preview,proto3" json:"preview,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SingleCollectorPreviewResponse) Reset() {
+	*x = SingleCollectorPreviewResponse{}
+	mi := &file_clarifai_api_service_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SingleCollectorPreviewResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SingleCollectorPreviewResponse) ProtoMessage() {}
+
+func (x *SingleCollectorPreviewResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_clarifai_api_service_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SingleCollectorPreviewResponse.ProtoReflect.Descriptor instead.
+func (*SingleCollectorPreviewResponse) Descriptor() ([]byte, []int) {
+	return file_clarifai_api_service_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *SingleCollectorPreviewResponse) GetStatus() *Status {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+func (x *SingleCollectorPreviewResponse) GetPreview() *CollectorPreview {
+	if x != nil {
+		return x.Preview
+	}
+	return nil
+}
+
 var File_clarifai_api_service_proto protoreflect.FileDescriptor
 
 const file_clarifai_api_service_proto_rawDesc = "" +
@@ -2004,7 +2326,32 @@ const file_clarifai_api_service_proto_rawDesc = "" +
 	" \x01(\v2\x17.google.protobuf.StructR\adetails\"\x8d\x01\n" +
 	"\x17MultiAuditEntryResponse\x123\n" +
 	"\x06status\x18\x01 \x01(\v2\x1b.clarifai.api.status.StatusR\x06status\x12=\n" +
-	"\raudit_entries\x18\x02 \x03(\v2\x18.clarifai.api.AuditEntryR\fauditEntries2\xc7\r\n" +
+	"\raudit_entries\x18\x02 \x03(\v2\x18.clarifai.api.AuditEntryR\fauditEntries\"{\n" +
+	"\x1aGetCollectorPreviewRequest\x12:\n" +
+	"\vuser_app_id\x18\x01 \x01(\v2\x1a.clarifai.api.UserAppIDSetR\tuserAppId\x12!\n" +
+	"\fcollector_id\x18\x02 \x01(\tR\vcollectorId\">\n" +
+	"\fPreviewCount\x12\x18\n" +
+	"\aoutcome\x18\x01 \x01(\tR\aoutcome\x12\x14\n" +
+	"\x05count\x18\x02 \x01(\x03R\x05count\"\xc6\x02\n" +
+	"\rPreviewRecord\x12\x1b\n" +
+	"\trecord_id\x18\x01 \x01(\tR\brecordId\x12;\n" +
+	"\vcaptured_at\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"capturedAt\x12\x1d\n" +
+	"\n" +
+	"request_id\x18\x03 \x01(\tR\trequestId\x12$\n" +
+	"\x0ecaller_user_id\x18\x04 \x01(\tR\fcallerUserId\x12)\n" +
+	"\x05input\x18\x05 \x01(\v2\x13.clarifai.api.InputR\x05input\x12>\n" +
+	"\x0foutput_concepts\x18\x06 \x03(\v2\x15.clarifai.api.ConceptR\x0eoutputConcepts\x12+\n" +
+	"\x11collector_version\x18\a \x01(\x03R\x10collectorVersion\"\xdb\x01\n" +
+	"\x10CollectorPreview\x12!\n" +
+	"\fcollector_id\x18\x01 \x01(\tR\vcollectorId\x122\n" +
+	"\x06counts\x18\x02 \x03(\v2\x1a.clarifai.api.PreviewCountR\x06counts\x125\n" +
+	"\arecords\x18\x03 \x03(\v2\x1b.clarifai.api.PreviewRecordR\arecords\x129\n" +
+	"\n" +
+	"updated_at\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\tupdatedAt\"\x8f\x01\n" +
+	"\x1eSingleCollectorPreviewResponse\x123\n" +
+	"\x06status\x18\x01 \x01(\v2\x1b.clarifai.api.status.StatusR\x06status\x128\n" +
+	"\apreview\x18\x02 \x01(\v2\x1e.clarifai.api.CollectorPreviewR\apreview2\xb6\x0e\n" +
 	"\x02V2\x12I\n" +
 	"\aGetUser\x12\x1c.clarifai.api.GetUserRequest\x1a .clarifai.api.SingleUserResponse\x12I\n" +
 	"\bPostApps\x12\x1d.clarifai.api.PostAppsRequest\x1a\x1e.clarifai.api.MultiAppResponse\x12F\n" +
@@ -2027,7 +2374,8 @@ const file_clarifai_api_service_proto_rawDesc = "" +
 	"\x0ePatchWorkflows\x12#.clarifai.api.PatchWorkflowsRequest\x1a#.clarifai.api.MultiWorkflowResponse\x12Z\n" +
 	"\x0fDeleteWorkflows\x12$.clarifai.api.DeleteWorkflowsRequest\x1a!.clarifai.api.status.BaseResponse\x12\\\n" +
 	"\x10PostModelOutputs\x12%.clarifai.api.PostModelOutputsRequest\x1a!.clarifai.api.MultiOutputResponse\x12`\n" +
-	"\x10ListAuditEntries\x12%.clarifai.api.ListAuditEntriesRequest\x1a%.clarifai.api.MultiAuditEntryResponseB9Z7github.com/collectord/collectord/internal/pb/clarifaipbb\x06proto3"
+	"\x10ListAuditEntries\x12%.clarifai.api.ListAuditEntriesRequest\x1a%.clarifai.api.MultiAuditEntryResponse\x12m\n" +
+	"\x13GetCollectorPreview\x12(.clarifai.api.GetCollectorPreviewRequest\x1a,.clarifai.api.SingleCollectorPreviewResponseB9Z7github.com/collectord/collectord/internal/pb/clarifaipbb\x06proto3"
 
 var (
 	file_clarifai_api_service_proto_rawDescOnce sync.Once
@@ -2041,153 +2389,170 @@ func file_clarifai_api_service_proto_rawDescGZIP() []byte {
 	return file_clarifai_api_service_proto_rawDescData
 }
 
-var file_clarifai_api_service_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_clarifai_api_service_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
 var file_clarifai_api_service_proto_goTypes = []any{
-	(*GetUserRequest)(nil),          // 0: clarifai.api.GetUserRequest
-	(*SingleUserResponse)(nil),      // 1: clarifai.api.SingleUserResponse
-	(*PostAppsRequest)(nil),         // 2: clarifai.api.PostAppsRequest
-	(*GetAppRequest)(nil),           // 3: clarifai.api.GetAppRequest
-	(*ListAppsRequest)(nil),         // 4: clarifai.api.ListAppsRequest
-	(*MultiAppResponse)(nil),        // 5: clarifai.api.MultiAppResponse
-	(*SingleAppResponse)(nil),       // 6: clarifai.api.SingleAppResponse
-	(*PostInputsRequest)(nil),       // 7: clarifai.api.PostInputsRequest
-	(*GetInputRequest)(nil),         // 8: clarifai.api.GetInputRequest
-	(*ListInputsRequest)(nil),       // 9: clarifai.api.ListInputsRequest
-	(*DeleteInputsRequest)(nil),     // 10: clarifai.api.DeleteInputsRequest
-	(*SingleInputResponse)(nil),     // 11: clarifai.api.SingleInputResponse
-	(*MultiInputResponse)(nil),      // 12: clarifai.api.MultiInputResponse
-	(*PostCollectorsRequest)(nil),   // 13: clarifai.api.PostCollectorsRequest
-	(*PatchCollectorsRequest)(nil),  // 14: clarifai.api.PatchCollectorsRequest
-	(*DeleteCollectorsRequest)(nil), // 15: clarifai.api.DeleteCollectorsRequest
-	(*GetCollectorRequest)(nil),     // 16: clarifai.api.GetCollectorRequest
-	(*ListCollectorsRequest)(nil),   // 17: clarifai.api.ListCollectorsRequest
-	(*MultiCollectorResponse)(nil),  // 18: clarifai.api.MultiCollectorResponse
-	(*SingleCollectorResponse)(nil), // 19: clarifai.api.SingleCollectorResponse
-	(*PostWorkflowsRequest)(nil),    // 20: clarifai.api.PostWorkflowsRequest
-	(*GetWorkflowRequest)(nil),      // 21: clarifai.api.GetWorkflowRequest
-	(*ListWorkflowsRequest)(nil),    // 22: clarifai.api.ListWorkflowsRequest
-	(*PatchWorkflowsRequest)(nil),   // 23: clarifai.api.PatchWorkflowsRequest
-	(*DeleteWorkflowsRequest)(nil),  // 24: clarifai.api.DeleteWorkflowsRequest
-	(*MultiWorkflowResponse)(nil),   // 25: clarifai.api.MultiWorkflowResponse
-	(*SingleWorkflowResponse)(nil),  // 26: clarifai.api.SingleWorkflowResponse
-	(*PostModelOutputsRequest)(nil), // 27: clarifai.api.PostModelOutputsRequest
-	(*MultiOutputResponse)(nil),     // 28: clarifai.api.MultiOutputResponse
-	(*ListAuditEntriesRequest)(nil), // 29: clarifai.api.ListAuditEntriesRequest
-	(*AuditEntry)(nil),              // 30: clarifai.api.AuditEntry
-	(*MultiAuditEntryResponse)(nil), // 31: clarifai.api.MultiAuditEntryResponse
-	(*UserAppIDSet)(nil),            // 32: clarifai.api.UserAppIDSet
-	(*Status)(nil),                  // 33: clarifai.api.status.Status
-	(*User)(nil),                    // 34: clarifai.api.User
-	(*App)(nil),                     // 35: clarifai.api.App
-	(*Input)(nil),                   // 36: clarifai.api.Input
-	(InputIDConflictResolution)(0),  // 37: clarifai.api.InputIDConflictResolution
-	(*Collector)(nil),               // 38: clarifai.api.Collector
-	(*Workflow)(nil),                // 39: clarifai.api.Workflow
-	(*Model)(nil),                   // 40: clarifai.api.Model
-	(*Output)(nil),                  // 41: clarifai.api.Output
-	(*timestamppb.Timestamp)(nil),   // 42: google.protobuf.Timestamp
-	(*structpb.Struct)(nil),         // 43: google.protobuf.Struct
-	(*BaseResponse)(nil),            // 44: clarifai.api.status.BaseResponse
+	(*GetUserRequest)(nil),                 // 0: clarifai.api.GetUserRequest
+	(*SingleUserResponse)(nil),             // 1: clarifai.api.SingleUserResponse
+	(*PostAppsRequest)(nil),                // 2: clarifai.api.PostAppsRequest
+	(*GetAppRequest)(nil),                  // 3: clarifai.api.GetAppRequest
+	(*ListAppsRequest)(nil),                // 4: clarifai.api.ListAppsRequest
+	(*MultiAppResponse)(nil),               // 5: clarifai.api.MultiAppResponse
+	(*SingleAppResponse)(nil),              // 6: clarifai.api.SingleAppResponse
+	(*PostInputsRequest)(nil),              // 7: clarifai.api.PostInputsRequest
+	(*GetInputRequest)(nil),                // 8: clarifai.api.GetInputRequest
+	(*ListInputsRequest)(nil),              // 9: clarifai.api.ListInputsRequest
+	(*DeleteInputsRequest)(nil),            // 10: clarifai.api.DeleteInputsRequest
+	(*SingleInputResponse)(nil),            // 11: clarifai.api.SingleInputResponse
+	(*MultiInputResponse)(nil),             // 12: clarifai.api.MultiInputResponse
+	(*PostCollectorsRequest)(nil),          // 13: clarifai.api.PostCollectorsRequest
+	(*PatchCollectorsRequest)(nil),         // 14: clarifai.api.PatchCollectorsRequest
+	(*DeleteCollectorsRequest)(nil),        // 15: clarifai.api.DeleteCollectorsRequest
+	(*GetCollectorRequest)(nil),            // 16: clarifai.api.GetCollectorRequest
+	(*ListCollectorsRequest)(nil),          // 17: clarifai.api.ListCollectorsRequest
+	(*MultiCollectorResponse)(nil),         // 18: clarifai.api.MultiCollectorResponse
+	(*SingleCollectorResponse)(nil),        // 19: clarifai.api.SingleCollectorResponse
+	(*PostWorkflowsRequest)(nil),           // 20: clarifai.api.PostWorkflowsRequest
+	(*GetWorkflowRequest)(nil),             // 21: clarifai.api.GetWorkflowRequest
+	(*ListWorkflowsRequest)(nil),           // 22: clarifai.api.ListWorkflowsRequest
+	(*PatchWorkflowsRequest)(nil),          // 23: clarifai.api.PatchWorkflowsRequest
+	(*DeleteWorkflowsRequest)(nil),         // 24: clarifai.api.DeleteWorkflowsRequest
+	(*MultiWorkflowResponse)(nil),          // 25: clarifai.api.MultiWorkflowResponse
+	(*SingleWorkflowResponse)(nil),         // 26: clarifai.api.SingleWorkflowResponse
+	(*PostModelOutputsRequest)(nil),        // 27: clarifai.api.PostModelOutputsRequest
+	(*MultiOutputResponse)(nil),            // 28: clarifai.api.MultiOutputResponse
+	(*ListAuditEntriesRequest)(nil),        // 29: clarifai.api.ListAuditEntriesRequest
+	(*AuditEntry)(nil),                     // 30: clarifai.api.AuditEntry
+	(*MultiAuditEntryResponse)(nil),        // 31: clarifai.api.MultiAuditEntryResponse
+	(*GetCollectorPreviewRequest)(nil),     // 32: clarifai.api.GetCollectorPreviewRequest
+	(*PreviewCount)(nil),                   // 33: clarifai.api.PreviewCount
+	(*PreviewRecord)(nil),                  // 34: clarifai.api.PreviewRecord
+	(*CollectorPreview)(nil),               // 35: clarifai.api.CollectorPreview
+	(*SingleCollectorPreviewResponse)(nil), // 36: clarifai.api.SingleCollectorPreviewResponse
+	(*UserAppIDSet)(nil),                   // 37: clarifai.api.UserAppIDSet
+	(*Status)(nil),                         // 38: clarifai.api.status.Status
+	(*User)(nil),                           // 39: clarifai.api.User
+	(*App)(nil),                            // 40: clarifai.api.App
+	(*Input)(nil),                          // 41: clarifai.api.Input
+	(InputIDConflictResolution)(0),         // 42: clarifai.api.InputIDConflictResolution
+	(*Collector)(nil),                      // 43: clarifai.api.Collector
+	(*Workflow)(nil),                       // 44: clarifai.api.Workflow
+	(*Model)(nil),                          // 45: clarifai.api.Model
+	(*Output)(nil),                         // 46: clarifai.api.Output
+	(*timestamppb.Timestamp)(nil),          // 47: google.protobuf.Timestamp
+	(*structpb.Struct)(nil),                // 48: google.protobuf.Struct
+	(*Concept)(nil),                        // 49: clarifai.api.Concept
+	(*BaseResponse)(nil),                   // 50: clarifai.api.status.BaseResponse
 }
 var file_clarifai_api_service_proto_depIdxs = []int32{
-	32, // 0: clarifai.api.GetUserRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	33, // 1: clarifai.api.SingleUserResponse.status:type_name -> clarifai.api.status.Status
-	34, // 2: clarifai.api.SingleUserResponse.user:type_name -> clarifai.api.User
-	32, // 3: clarifai.api.PostAppsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	35, // 4: clarifai.api.PostAppsRequest.apps:type_name -> clarifai.api.App
-	32, // 5: clarifai.api.GetAppRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	32, // 6: clarifai.api.ListAppsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	33, // 7: clarifai.api.MultiAppResponse.status:type_name -> clarifai.api.status.Status
-	35, // 8: clarifai.api.MultiAppResponse.apps:type_name -> clarifai.api.App
-	33, // 9: clarifai.api.SingleAppResponse.status:type_name -> clarifai.api.status.Status
-	35, // 10: clarifai.api.SingleAppResponse.app:type_name -> clarifai.api.App
-	32, // 11: clarifai.api.PostInputsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	36, // 12: clarifai.api.PostInputsRequest.inputs:type_name -> clarifai.api.Input
-	37, // 13: clarifai.api.PostInputsRequest.input_id_conflict_resolution:type_name -> clarifai.api.InputIDConflictResolution
-	32, // 14: clarifai.api.GetInputRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	32, // 15: clarifai.api.ListInputsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	32, // 16: clarifai.api.DeleteInputsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	33, // 17: clarifai.api.SingleInputResponse.status:type_name -> clarifai.api.status.Status
-	36, // 18: clarifai.api.SingleInputResponse.input:type_name -> clarifai.api.Input
-	33, // 19: clarifai.api.MultiInputResponse.status:type_name -> clarifai.api.status.Status
-	36, // 20: clarifai.api.MultiInputResponse.inputs:type_name -> clarifai.api.Input
-	32, // 21: clarifai.api.PostCollectorsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	38, // 22: clarifai.api.PostCollectorsRequest.collectors:type_name -> clarifai.api.Collector
-	32, // 23: clarifai.api.PatchCollectorsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	38, // 24: clarifai.api.PatchCollectorsRequest.collectors:type_name -> clarifai.api.Collector
-	32, // 25: clarifai.api.DeleteCollectorsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	32, // 26: clarifai.api.GetCollectorRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	32, // 27: clarifai.api.ListCollectorsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	33, // 28: clarifai.api.MultiCollectorResponse.status:type_name -> clarifai.api.status.Status
-	38, // 29: clarifai.api.MultiCollectorResponse.collectors:type_name -> clarifai.api.Collector
-	33, // 30: clarifai.api.SingleCollectorResponse.status:type_name -> clarifai.api.status.Status
-	38, // 31: clarifai.api.SingleCollectorResponse.collector:type_name -> clarifai.api.Collector
-	32, // 32: clarifai.api.PostWorkflowsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	39, // 33: clarifai.api.PostWorkflowsRequest.workflows:type_name -> clarifai.api.Workflow
-	32, // 34: clarifai.api.GetWorkflowRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	32, // 35: clarifai.api.ListWorkflowsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	32, // 36: clarifai.api.PatchWorkflowsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	39, // 37: clarifai.api.PatchWorkflowsRequest.workflows:type_name -> clarifai.api.Workflow
-	32, // 38: clarifai.api.DeleteWorkflowsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	33, // 39: clarifai.api.MultiWorkflowResponse.status:type_name -> clarifai.api.status.Status
-	39, // 40: clarifai.api.MultiWorkflowResponse.workflows:type_name -> clarifai.api.Workflow
-	33, // 41: clarifai.api.SingleWorkflowResponse.status:type_name -> clarifai.api.status.Status
-	39, // 42: clarifai.api.SingleWorkflowResponse.workflow:type_name -> clarifai.api.Workflow
-	32, // 43: clarifai.api.PostModelOutputsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	36, // 44: clarifai.api.PostModelOutputsRequest.inputs:type_name -> clarifai.api.Input
-	40, // 45: clarifai.api.PostModelOutputsRequest.model:type_name -> clarifai.api.Model
-	33, // 46: clarifai.api.MultiOutputResponse.status:type_name -> clarifai.api.status.Status
-	41, // 47: clarifai.api.MultiOutputResponse.outputs:type_name -> clarifai.api.Output
-	32, // 48: clarifai.api.ListAuditEntriesRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
-	42, // 49: clarifai.api.AuditEntry.created_at:type_name -> google.protobuf.Timestamp
-	43, // 50: clarifai.api.AuditEntry.details:type_name -> google.protobuf.Struct
-	33, // 51: clarifai.api.MultiAuditEntryResponse.status:type_name -> clarifai.api.status.Status
+	37, // 0: clarifai.api.GetUserRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	38, // 1: clarifai.api.SingleUserResponse.status:type_name -> clarifai.api.status.Status
+	39, // 2: clarifai.api.SingleUserResponse.user:type_name -> clarifai.api.User
+	37, // 3: clarifai.api.PostAppsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	40, // 4: clarifai.api.PostAppsRequest.apps:type_name -> clarifai.api.App
+	37, // 5: clarifai.api.GetAppRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	37, // 6: clarifai.api.ListAppsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	38, // 7: clarifai.api.MultiAppResponse.status:type_name -> clarifai.api.status.Status
+	40, // 8: clarifai.api.MultiAppResponse.apps:type_name -> clarifai.api.App
+	38, // 9: clarifai.api.SingleAppResponse.status:type_name -> clarifai.api.status.Status
+	40, // 10: clarifai.api.SingleAppResponse.app:type_name -> clarifai.api.App
+	37, // 11: clarifai.api.PostInputsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	41, // 12: clarifai.api.PostInputsRequest.inputs:type_name -> clarifai.api.Input
+	42, // 13: clarifai.api.PostInputsRequest.input_id_conflict_resolution:type_name -> clarifai.api.InputIDConflictResolution
+	37, // 14: clarifai.api.GetInputRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	37, // 15: clarifai.api.ListInputsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	37, // 16: clarifai.api.DeleteInputsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	38, // 17: clarifai.api.SingleInputResponse.status:type_name -> clarifai.api.status.Status
+	41, // 18: clarifai.api.SingleInputResponse.input:type_name -> clarifai.api.Input
+	38, // 19: clarifai.api.MultiInputResponse.status:type_name -> clarifai.api.status.Status
+	41, // 20: clarifai.api.MultiInputResponse.inputs:type_name -> clarifai.api.Input
+	37, // 21: clarifai.api.PostCollectorsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	43, // 22: clarifai.api.PostCollectorsRequest.collectors:type_name -> clarifai.api.Collector
+	37, // 23: clarifai.api.PatchCollectorsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	43, // 24: clarifai.api.PatchCollectorsRequest.collectors:type_name -> clarifai.api.Collector
+	37, // 25: clarifai.api.DeleteCollectorsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	37, // 26: clarifai.api.GetCollectorRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	37, // 27: clarifai.api.ListCollectorsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	38, // 28: clarifai.api.MultiCollectorResponse.status:type_name -> clarifai.api.status.Status
+	43, // 29: clarifai.api.MultiCollectorResponse.collectors:type_name -> clarifai.api.Collector
+	38, // 30: clarifai.api.SingleCollectorResponse.status:type_name -> clarifai.api.status.Status
+	43, // 31: clarifai.api.SingleCollectorResponse.collector:type_name -> clarifai.api.Collector
+	37, // 32: clarifai.api.PostWorkflowsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	44, // 33: clarifai.api.PostWorkflowsRequest.workflows:type_name -> clarifai.api.Workflow
+	37, // 34: clarifai.api.GetWorkflowRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	37, // 35: clarifai.api.ListWorkflowsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	37, // 36: clarifai.api.PatchWorkflowsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	44, // 37: clarifai.api.PatchWorkflowsRequest.workflows:type_name -> clarifai.api.Workflow
+	37, // 38: clarifai.api.DeleteWorkflowsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	38, // 39: clarifai.api.MultiWorkflowResponse.status:type_name -> clarifai.api.status.Status
+	44, // 40: clarifai.api.MultiWorkflowResponse.workflows:type_name -> clarifai.api.Workflow
+	38, // 41: clarifai.api.SingleWorkflowResponse.status:type_name -> clarifai.api.status.Status
+	44, // 42: clarifai.api.SingleWorkflowResponse.workflow:type_name -> clarifai.api.Workflow
+	37, // 43: clarifai.api.PostModelOutputsRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	41, // 44: clarifai.api.PostModelOutputsRequest.inputs:type_name -> clarifai.api.Input
+	45, // 45: clarifai.api.PostModelOutputsRequest.model:type_name -> clarifai.api.Model
+	38, // 46: clarifai.api.MultiOutputResponse.status:type_name -> clarifai.api.status.Status
+	46, // 47: clarifai.api.MultiOutputResponse.outputs:type_name -> clarifai.api.Output
+	37, // 48: clarifai.api.ListAuditEntriesRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	47, // 49: clarifai.api.AuditEntry.created_at:type_name -> google.protobuf.Timestamp
+	48, // 50: clarifai.api.AuditEntry.details:type_name -> google.protobuf.Struct
+	38, // 51: clarifai.api.MultiAuditEntryResponse.status:type_name -> clarifai.api.status.Status
 	30, // 52: clarifai.api.MultiAuditEntryResponse.audit_entries:type_name -> clarifai.api.AuditEntry
-	0,  // 53: clarifai.api.V2.GetUser:input_type -> clarifai.api.GetUserRequest
-	2,  // 54: clarifai.api.V2.PostApps:input_type -> clarifai.api.PostAppsRequest
-	3,  // 55: clarifai.api.V2.GetApp:input_type -> clarifai.api.GetAppRequest
-	4,  // 56: clarifai.api.V2.ListApps:input_type -> clarifai.api.ListAppsRequest
-	7,  // 57: clarifai.api.V2.PostInputs:input_type -> clarifai.api.PostInputsRequest
-	8,  // 58: clarifai.api.V2.GetInput:input_type -> clarifai.api.GetInputRequest
-	9,  // 59: clarifai.api.V2.ListInputs:input_type -> clarifai.api.ListInputsRequest
-	10, // 60: clarifai.api.V2.DeleteInputs:input_type -> clarifai.api.DeleteInputsRequest
-	13, // 61: clarifai.api.V2.PostCollectors:input_type -> clarifai.api.PostCollectorsRequest
-	16, // 62: clarifai.api.V2.GetCollector:input_type -> clarifai.api.GetCollectorRequest
-	17, // 63: clarifai.api.V2.ListCollectors:input_type -> clarifai.api.ListCollectorsRequest
-	14, // 64: clarifai.api.V2.PatchCollectors:input_type -> clarifai.api.PatchCollectorsRequest
-	15, // 65: clarifai.api.V2.DeleteCollectors:input_type -> clarifai.api.DeleteCollectorsRequest
-	20, // 66: clarifai.api.V2.PostWorkflows:input_type -> clarifai.api.PostWorkflowsRequest
-	21, // 67: clarifai.api.V2.GetWorkflow:input_type -> clarifai.api.GetWorkflowRequest
-	22, // 68: clarifai.api.V2.ListWorkflows:input_type -> clarifai.api.ListWorkflowsRequest
-	23, // 69: clarifai.api.V2.PatchWorkflows:input_type -> clarifai.api.PatchWorkflowsRequest
-	24, // 70: clarifai.api.V2.DeleteWorkflows:input_type -> clarifai.api.DeleteWorkflowsRequest
-	27, // 71: clarifai.api.V2.PostModelOutputs:input_type -> clarifai.api.PostModelOutputsRequest
-	29, // 72: clarifai.api.V2.ListAuditEntries:input_type -> clarifai.api.ListAuditEntriesRequest
-	1,  // 73: clarifai.api.V2.GetUser:output_type -> clarifai.api.SingleUserResponse
-	5,  // 74: clarifai.api.V2.PostApps:output_type -> clarifai.api.MultiAppResponse
-	6,  // 75: clarifai.api.V2.GetApp:output_type -> clarifai.api.SingleAppResponse
-	5,  // 76: clarifai.api.V2.ListApps:output_type -> clarifai.api.MultiAppResponse
-	12, // 77: clarifai.api.V2.PostInputs:output_type -> clarifai.api.MultiInputResponse
-	11, // 78: clarifai.api.V2.GetInput:output_type -> clarifai.api.SingleInputResponse
-	12, // 79: clarifai.api.V2.ListInputs:output_type -> clarifai.api.MultiInputResponse
-	44, // 80: clarifai.api.V2.DeleteInputs:output_type -> clarifai.api.status.BaseResponse
-	18, // 81: clarifai.api.V2.PostCollectors:output_type -> clarifai.api.MultiCollectorResponse
-	19, // 82: clarifai.api.V2.GetCollector:output_type -> clarifai.api.SingleCollectorResponse
-	18, // 83: clarifai.api.V2.ListCollectors:output_type -> clarifai.api.MultiCollectorResponse
-	18, // 84: clarifai.api.V2.PatchCollectors:output_type -> clarifai.api.MultiCollectorResponse
-	44, // 85: clarifai.api.V2.DeleteCollectors:output_type -> clarifai.api.status.BaseResponse
-	25, // 86: clarifai.api.V2.PostWorkflows:output_type -> clarifai.api.MultiWorkflowResponse
-	26, // 87: clarifai.api.V2.GetWorkflow:output_type -> clarifai.api.SingleWorkflowResponse
-	25, // 88: clarifai.api.V2.ListWorkflows:output_type -> clarifai.api.MultiWorkflowResponse
-	25, // 89: clarifai.api.V2.PatchWorkflows:output_type -> clarifai.api.MultiWorkflowResponse
-	44, // 90: clarifai.api.V2.DeleteWorkflows:output_type -> clarifai.api.status.BaseResponse
-	28, // 91: clarifai.api.V2.PostModelOutputs:output_type -> clarifai.api.MultiOutputResponse
-	31, // 92: clarifai.api.V2.ListAuditEntries:output_type -> clarifai.api.MultiAuditEntryResponse
-	73, // [73:93] is the sub-list for method output_type
-	53, // [53:73] is the sub-list for method input_type
-	53, // [53:53] is the sub-list for extension type_name
-	53, // [53:53] is the sub-list for extension extendee
-	0,  // [0:53] is the sub-list for field type_name
+	37, // 53: clarifai.api.GetCollectorPreviewRequest.user_app_id:type_name -> clarifai.api.UserAppIDSet
+	47, // 54: clarifai.api.PreviewRecord.captured_at:type_name -> google.protobuf.Timestamp
+	41, // 55: clarifai.api.PreviewRecord.input:type_name -> clarifai.api.Input
+	49, // 56: clarifai.api.PreviewRecord.output_concepts:type_name -> clarifai.api.Concept
+	33, // 57: clarifai.api.CollectorPreview.counts:type_name -> clarifai.api.PreviewCount
+	34, // 58: clarifai.api.CollectorPreview.records:type_name -> clarifai.api.PreviewRecord
+	47, // 59: clarifai.api.CollectorPreview.updated_at:type_name -> google.protobuf.Timestamp
+	38, // 60: clarifai.api.SingleCollectorPreviewResponse.status:type_name -> clarifai.api.status.Status
+	35, // 61: clarifai.api.SingleCollectorPreviewResponse.preview:type_name -> clarifai.api.CollectorPreview
+	0,  // 62: clarifai.api.V2.GetUser:input_type -> clarifai.api.GetUserRequest
+	2,  // 63: clarifai.api.V2.PostApps:input_type -> clarifai.api.PostAppsRequest
+	3,  // 64: clarifai.api.V2.GetApp:input_type -> clarifai.api.GetAppRequest
+	4,  // 65: clarifai.api.V2.ListApps:input_type -> clarifai.api.ListAppsRequest
+	7,  // 66: clarifai.api.V2.PostInputs:input_type -> clarifai.api.PostInputsRequest
+	8,  // 67: clarifai.api.V2.GetInput:input_type -> clarifai.api.GetInputRequest
+	9,  // 68: clarifai.api.V2.ListInputs:input_type -> clarifai.api.ListInputsRequest
+	10, // 69: clarifai.api.V2.DeleteInputs:input_type -> clarifai.api.DeleteInputsRequest
+	13, // 70: clarifai.api.V2.PostCollectors:input_type -> clarifai.api.PostCollectorsRequest
+	16, // 71: clarifai.api.V2.GetCollector:input_type -> clarifai.api.GetCollectorRequest
+	17, // 72: clarifai.api.V2.ListCollectors:input_type -> clarifai.api.ListCollectorsRequest
+	14, // 73: clarifai.api.V2.PatchCollectors:input_type -> clarifai.api.PatchCollectorsRequest
+	15, // 74: clarifai.api.V2.DeleteCollectors:input_type -> clarifai.api.DeleteCollectorsRequest
+	20, // 75: clarifai.api.V2.PostWorkflows:input_type -> clarifai.api.PostWorkflowsRequest
+	21, // 76: clarifai.api.V2.GetWorkflow:input_type -> clarifai.api.GetWorkflowRequest
+	22, // 77: clarifai.api.V2.ListWorkflows:input_type -> clarifai.api.ListWorkflowsRequest
+	23, // 78: clarifai.api.V2.PatchWorkflows:input_type -> clarifai.api.PatchWorkflowsRequest
+	24, // 79: clarifai.api.V2.DeleteWorkflows:input_type -> clarifai.api.DeleteWorkflowsRequest
+	27, // 80: clarifai.api.V2.PostModelOutputs:input_type -> clarifai.api.PostModelOutputsRequest
+	29, // 81: clarifai.api.V2.ListAuditEntries:input_type -> clarifai.api.ListAuditEntriesRequest
+	32, // 82: clarifai.api.V2.GetCollectorPreview:input_type -> clarifai.api.GetCollectorPreviewRequest
+	1,  // 83: clarifai.api.V2.GetUser:output_type -> clarifai.api.SingleUserResponse
+	5,  // 84: clarifai.api.V2.PostApps:output_type -> clarifai.api.MultiAppResponse
+	6,  // 85: clarifai.api.V2.GetApp:output_type -> clarifai.api.SingleAppResponse
+	5,  // 86: clarifai.api.V2.ListApps:output_type -> clarifai.api.MultiAppResponse
+	12, // 87: clarifai.api.V2.PostInputs:output_type -> clarifai.api.MultiInputResponse
+	11, // 88: clarifai.api.V2.GetInput:output_type -> clarifai.api.SingleInputResponse
+	12, // 89: clarifai.api.V2.ListInputs:output_type -> clarifai.api.MultiInputResponse
+	50, // 90: clarifai.api.V2.DeleteInputs:output_type -> clarifai.api.status.BaseResponse
+	18, // 91: clarifai.api.V2.PostCollectors:output_type -> clarifai.api.MultiCollectorResponse
+	19, // 92: clarifai.api.V2.GetCollector:output_type -> clarifai.api.SingleCollectorResponse
+	18, // 93: clarifai.api.V2.ListCollectors:output_type -> clarifai.api.MultiCollectorResponse
+	18, // 94: clarifai.api.V2.PatchCollectors:output_type -> clarifai.api.MultiCollectorResponse
+	50, // 95: clarifai.api.V2.DeleteCollectors:output_type -> clarifai.api.status.BaseResponse
+	25, // 96: clarifai.api.V2.PostWorkflows:output_type -> clarifai.api.MultiWorkflowResponse
+	26, // 97: clarifai.api.V2.GetWorkflow:output_type -> clarifai.api.SingleWorkflowResponse
+	25, // 98: clarifai.api.V2.ListWorkflows:output_type -> clarifai.api.MultiWorkflowResponse
+	25, // 99: clarifai.api.V2.PatchWorkflows:output_type -> clarifai.api.MultiWorkflowResponse
+	50, // 100: clarifai.api.V2.DeleteWorkflows:output_type -> clarifai.api.status.BaseResponse
+	28, // 101: clarifai.api.V2.PostModelOutputs:output_type -> clarifai.api.MultiOutputResponse
+	31, // 102: clarifai.api.V2.ListAuditEntries:output_type -> clarifai.api.MultiAuditEntryResponse
+	36, // 103: clarifai.api.V2.GetCollectorPreview:output_type -> clarifai.api.SingleCollectorPreviewResponse
+	83, // [83:104] is the sub-list for method output_type
+	62, // [62:83] is the sub-list for method input_type
+	62, // [62:62] is the sub-list for extension type_name
+	62, // [62:62] is the sub-list for extension extendee
+	0,  // [0:62] is the sub-list for field type_name
 }
 
 func init() { file_clarifai_api_service_proto_init() }
@@ -2203,7 +2568,7 @@ func file_clarifai_api_service_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_clarifai_api_service_proto_rawDesc), len(file_clarifai_api_service_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   37,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

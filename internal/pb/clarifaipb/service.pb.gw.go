@@ -2030,6 +2030,91 @@ func local_request_V2_ListAuditEntries_0(ctx context.Context, marshaler runtime.
 	return msg, metadata, err
 }
 
+var filter_V2_GetCollectorPreview_0 = &utilities.DoubleArray{Encoding: map[string]int{"user_app_id": 0, "user_id": 1, "app_id": 2, "collector_id": 3}, Base: []int{1, 1, 1, 2, 3, 0, 0, 0}, Check: []int{0, 1, 2, 2, 1, 3, 4, 5}}
+
+func request_V2_GetCollectorPreview_0(ctx context.Context, marshaler runtime.Marshaler, client V2Client, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq GetCollectorPreviewRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	val, ok := pathParams["user_app_id.user_id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "user_app_id.user_id")
+	}
+	err = runtime.PopulateFieldFromPath(&protoReq, "user_app_id.user_id", val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "user_app_id.user_id", err)
+	}
+	val, ok = pathParams["user_app_id.app_id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "user_app_id.app_id")
+	}
+	err = runtime.PopulateFieldFromPath(&protoReq, "user_app_id.app_id", val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "user_app_id.app_id", err)
+	}
+	val, ok = pathParams["collector_id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "collector_id")
+	}
+	protoReq.CollectorId, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "collector_id", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_V2_GetCollectorPreview_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if req.Body != nil {
+		_, _ = io.Copy(io.Discard, req.Body)
+	}
+	msg, err := client.GetCollectorPreview(ctx, &protoReq, grpc.Header(&metadata.HeaderMD), grpc.Trailer(&metadata.TrailerMD))
+	return msg, metadata, err
+}
+
+func local_request_V2_GetCollectorPreview_0(ctx context.Context, marshaler runtime.Marshaler, server V2Server, req *http.Request, pathParams map[string]string) (proto.Message, runtime.ServerMetadata, error) {
+	var (
+		protoReq GetCollectorPreviewRequest
+		metadata runtime.ServerMetadata
+		err      error
+	)
+	val, ok := pathParams["user_app_id.user_id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "user_app_id.user_id")
+	}
+	err = runtime.PopulateFieldFromPath(&protoReq, "user_app_id.user_id", val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "user_app_id.user_id", err)
+	}
+	val, ok = pathParams["user_app_id.app_id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "user_app_id.app_id")
+	}
+	err = runtime.PopulateFieldFromPath(&protoReq, "user_app_id.app_id", val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "user_app_id.app_id", err)
+	}
+	val, ok = pathParams["collector_id"]
+	if !ok {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "missing parameter %s", "collector_id")
+	}
+	protoReq.CollectorId, err = runtime.String(val)
+	if err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "type mismatch, parameter: %s, error: %v", "collector_id", err)
+	}
+	if err := req.ParseForm(); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	if err := runtime.PopulateQueryParameters(&protoReq, req.Form, filter_V2_GetCollectorPreview_0); err != nil {
+		return nil, metadata, status.Errorf(codes.InvalidArgument, "%v", err)
+	}
+	msg, err := server.GetCollectorPreview(ctx, &protoReq)
+	return msg, metadata, err
+}
+
 // RegisterV2HandlerServer registers the http handlers for service V2 to "mux".
 // UnaryRPC     :call V2Server directly.
 // StreamingRPC :currently unsupported pending https://github.com/grpc/grpc-go/issues/906.
@@ -2736,6 +2821,26 @@ func RegisterV2HandlerServer(ctx context.Context, mux *runtime.ServeMux, server 
 		}
 		forward_V2_ListAuditEntries_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_V2_GetCollectorPreview_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		var stream runtime.ServerTransportStream
+		ctx = grpc.NewContextWithServerTransportStream(ctx, &stream)
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateIncomingContext(ctx, mux, req, "/clarifai.api.V2/GetCollectorPreview", runtime.WithHTTPPathPattern("/v2/users/{user_app_id.user_id}/apps/{user_app_id.app_id}/collectors/{collector_id}/preview"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := local_request_V2_GetCollectorPreview_0(annotatedContext, inboundMarshaler, server, req, pathParams)
+		md.HeaderMD, md.TrailerMD = metadata.Join(md.HeaderMD, stream.Header()), metadata.Join(md.TrailerMD, stream.Trailer())
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_V2_GetCollectorPreview_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 
 	return nil
 }
@@ -3371,81 +3476,100 @@ func RegisterV2HandlerClient(ctx context.Context, mux *runtime.ServeMux, client 
 		}
 		forward_V2_ListAuditEntries_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
 	})
+	mux.Handle(http.MethodGet, pattern_V2_GetCollectorPreview_0, func(w http.ResponseWriter, req *http.Request, pathParams map[string]string) {
+		ctx, cancel := context.WithCancel(req.Context())
+		defer cancel()
+		inboundMarshaler, outboundMarshaler := runtime.MarshalerForRequest(mux, req)
+		annotatedContext, err := runtime.AnnotateContext(ctx, mux, req, "/clarifai.api.V2/GetCollectorPreview", runtime.WithHTTPPathPattern("/v2/users/{user_app_id.user_id}/apps/{user_app_id.app_id}/collectors/{collector_id}/preview"))
+		if err != nil {
+			runtime.HTTPError(ctx, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		resp, md, err := request_V2_GetCollectorPreview_0(annotatedContext, inboundMarshaler, client, req, pathParams)
+		annotatedContext = runtime.NewServerMetadataContext(annotatedContext, md)
+		if err != nil {
+			runtime.HTTPError(annotatedContext, mux, outboundMarshaler, w, req, err)
+			return
+		}
+		forward_V2_GetCollectorPreview_0(annotatedContext, mux, outboundMarshaler, w, req, resp, mux.GetForwardResponseOptions()...)
+	})
 	return nil
 }
 
 var (
-	pattern_V2_GetUser_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v2", "users", "user_app_id.user_id"}, ""))
-	pattern_V2_PostApps_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v2", "users", "user_app_id.user_id", "apps"}, ""))
-	pattern_V2_GetApp_0           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id"}, ""))
-	pattern_V2_GetApp_1           = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "app"}, ""))
-	pattern_V2_ListApps_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v2", "users", "user_app_id.user_id", "apps"}, ""))
-	pattern_V2_ListApps_1         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "apps"}, ""))
-	pattern_V2_PostInputs_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "inputs"}, ""))
-	pattern_V2_PostInputs_1       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "inputs"}, ""))
-	pattern_V2_GetInput_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5, 1, 0, 4, 1, 5, 6}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "inputs", "input_id"}, ""))
-	pattern_V2_GetInput_1         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v2", "inputs", "input_id"}, ""))
-	pattern_V2_ListInputs_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "inputs"}, ""))
-	pattern_V2_ListInputs_1       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "inputs"}, ""))
-	pattern_V2_DeleteInputs_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "inputs"}, ""))
-	pattern_V2_DeleteInputs_1     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "inputs"}, ""))
-	pattern_V2_PostCollectors_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "collectors"}, ""))
-	pattern_V2_PostCollectors_1   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "collectors"}, ""))
-	pattern_V2_GetCollector_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5, 1, 0, 4, 1, 5, 6}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "collectors", "collector_id"}, ""))
-	pattern_V2_GetCollector_1     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v2", "collectors", "collector_id"}, ""))
-	pattern_V2_ListCollectors_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "collectors"}, ""))
-	pattern_V2_ListCollectors_1   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "collectors"}, ""))
-	pattern_V2_PatchCollectors_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "collectors"}, ""))
-	pattern_V2_PatchCollectors_1  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "collectors"}, ""))
-	pattern_V2_DeleteCollectors_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "collectors"}, ""))
-	pattern_V2_DeleteCollectors_1 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "collectors"}, ""))
-	pattern_V2_PostWorkflows_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "workflows"}, ""))
-	pattern_V2_PostWorkflows_1    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "workflows"}, ""))
-	pattern_V2_GetWorkflow_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5, 1, 0, 4, 1, 5, 6}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "workflows", "workflow_id"}, ""))
-	pattern_V2_GetWorkflow_1      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v2", "workflows", "workflow_id"}, ""))
-	pattern_V2_ListWorkflows_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "workflows"}, ""))
-	pattern_V2_ListWorkflows_1    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "workflows"}, ""))
-	pattern_V2_PatchWorkflows_0   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "workflows"}, ""))
-	pattern_V2_PatchWorkflows_1   = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "workflows"}, ""))
-	pattern_V2_DeleteWorkflows_0  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "workflows"}, ""))
-	pattern_V2_DeleteWorkflows_1  = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "workflows"}, ""))
-	pattern_V2_ListAuditEntries_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "audit"}, ""))
+	pattern_V2_GetUser_0             = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v2", "users", "user_app_id.user_id"}, ""))
+	pattern_V2_PostApps_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v2", "users", "user_app_id.user_id", "apps"}, ""))
+	pattern_V2_GetApp_0              = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id"}, ""))
+	pattern_V2_GetApp_1              = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "app"}, ""))
+	pattern_V2_ListApps_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3}, []string{"v2", "users", "user_app_id.user_id", "apps"}, ""))
+	pattern_V2_ListApps_1            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "apps"}, ""))
+	pattern_V2_PostInputs_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "inputs"}, ""))
+	pattern_V2_PostInputs_1          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "inputs"}, ""))
+	pattern_V2_GetInput_0            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5, 1, 0, 4, 1, 5, 6}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "inputs", "input_id"}, ""))
+	pattern_V2_GetInput_1            = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v2", "inputs", "input_id"}, ""))
+	pattern_V2_ListInputs_0          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "inputs"}, ""))
+	pattern_V2_ListInputs_1          = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "inputs"}, ""))
+	pattern_V2_DeleteInputs_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "inputs"}, ""))
+	pattern_V2_DeleteInputs_1        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "inputs"}, ""))
+	pattern_V2_PostCollectors_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "collectors"}, ""))
+	pattern_V2_PostCollectors_1      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "collectors"}, ""))
+	pattern_V2_GetCollector_0        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5, 1, 0, 4, 1, 5, 6}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "collectors", "collector_id"}, ""))
+	pattern_V2_GetCollector_1        = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v2", "collectors", "collector_id"}, ""))
+	pattern_V2_ListCollectors_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "collectors"}, ""))
+	pattern_V2_ListCollectors_1      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "collectors"}, ""))
+	pattern_V2_PatchCollectors_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "collectors"}, ""))
+	pattern_V2_PatchCollectors_1     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "collectors"}, ""))
+	pattern_V2_DeleteCollectors_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "collectors"}, ""))
+	pattern_V2_DeleteCollectors_1    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "collectors"}, ""))
+	pattern_V2_PostWorkflows_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "workflows"}, ""))
+	pattern_V2_PostWorkflows_1       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "workflows"}, ""))
+	pattern_V2_GetWorkflow_0         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5, 1, 0, 4, 1, 5, 6}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "workflows", "workflow_id"}, ""))
+	pattern_V2_GetWorkflow_1         = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2}, []string{"v2", "workflows", "workflow_id"}, ""))
+	pattern_V2_ListWorkflows_0       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "workflows"}, ""))
+	pattern_V2_ListWorkflows_1       = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "workflows"}, ""))
+	pattern_V2_PatchWorkflows_0      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "workflows"}, ""))
+	pattern_V2_PatchWorkflows_1      = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "workflows"}, ""))
+	pattern_V2_DeleteWorkflows_0     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "workflows"}, ""))
+	pattern_V2_DeleteWorkflows_1     = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1}, []string{"v2", "workflows"}, ""))
+	pattern_V2_ListAuditEntries_0    = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "audit"}, ""))
+	pattern_V2_GetCollectorPreview_0 = runtime.MustPattern(runtime.NewPattern(1, []int{2, 0, 2, 1, 1, 0, 4, 1, 5, 2, 2, 3, 1, 0, 4, 1, 5, 4, 2, 5, 1, 0, 4, 1, 5, 6, 2, 7}, []string{"v2", "users", "user_app_id.user_id", "apps", "user_app_id.app_id", "collectors", "collector_id", "preview"}, ""))
 )
 
 var (
-	forward_V2_GetUser_0          = runtime.ForwardResponseMessage
-	forward_V2_PostApps_0         = runtime.ForwardResponseMessage
-	forward_V2_GetApp_0           = runtime.ForwardResponseMessage
-	forward_V2_GetApp_1           = runtime.ForwardResponseMessage
-	forward_V2_ListApps_0         = runtime.ForwardResponseMessage
-	forward_V2_ListApps_1         = runtime.ForwardResponseMessage
-	forward_V2_PostInputs_0       = runtime.ForwardResponseMessage
-	forward_V2_PostInputs_1       = runtime.ForwardResponseMessage
-	forward_V2_GetInput_0         = runtime.ForwardResponseMessage
-	forward_V2_GetInput_1         = runtime.ForwardResponseMessage
-	forward_V2_ListInputs_0       = runtime.ForwardResponseMessage
-	forward_V2_ListInputs_1       = runtime.ForwardResponseMessage
-	forward_V2_DeleteInputs_0     = runtime.ForwardResponseMessage
-	forward_V2_DeleteInputs_1     = runtime.ForwardResponseMessage
-	forward_V2_PostCollectors_0   = runtime.ForwardResponseMessage
-	forward_V2_PostCollectors_1   = runtime.ForwardResponseMessage
-	forward_V2_GetCollector_0     = runtime.ForwardResponseMessage
-	forward_V2_GetCollector_1     = runtime.ForwardResponseMessage
-	forward_V2_ListCollectors_0   = runtime.ForwardResponseMessage
-	forward_V2_ListCollectors_1   = runtime.ForwardResponseMessage
-	forward_V2_PatchCollectors_0  = runtime.ForwardResponseMessage
-	forward_V2_PatchCollectors_1  = runtime.ForwardResponseMessage
-	forward_V2_DeleteCollectors_0 = runtime.ForwardResponseMessage
-	forward_V2_DeleteCollectors_1 = runtime.ForwardResponseMessage
-	forward_V2_PostWorkflows_0    = runtime.ForwardResponseMessage
-	forward_V2_PostWorkflows_1    = runtime.ForwardResponseMessage
-	forward_V2_GetWorkflow_0      = runtime.ForwardResponseMessage
-	forward_V2_GetWorkflow_1      = runtime.ForwardResponseMessage
-	forward_V2_ListWorkflows_0    = runtime.ForwardResponseMessage
-	forward_V2_ListWorkflows_1    = runtime.ForwardResponseMessage
-	forward_V2_PatchWorkflows_0   = runtime.ForwardResponseMessage
-	forward_V2_PatchWorkflows_1   = runtime.ForwardResponseMessage
-	forward_V2_DeleteWorkflows_0  = runtime.ForwardResponseMessage
-	forward_V2_DeleteWorkflows_1  = runtime.ForwardResponseMessage
-	forward_V2_ListAuditEntries_0 = runtime.ForwardResponseMessage
+	forward_V2_GetUser_0             = runtime.ForwardResponseMessage
+	forward_V2_PostApps_0            = runtime.ForwardResponseMessage
+	forward_V2_GetApp_0              = runtime.ForwardResponseMessage
+	forward_V2_GetApp_1              = runtime.ForwardResponseMessage
+	forward_V2_ListApps_0            = runtime.ForwardResponseMessage
+	forward_V2_ListApps_1            = runtime.ForwardResponseMessage
+	forward_V2_PostInputs_0          = runtime.ForwardResponseMessage
+	forward_V2_PostInputs_1          = runtime.ForwardResponseMessage
+	forward_V2_GetInput_0            = runtime.ForwardResponseMessage
+	forward_V2_GetInput_1            = runtime.ForwardResponseMessage
+	forward_V2_ListInputs_0          = runtime.ForwardResponseMessage
+	forward_V2_ListInputs_1          = runtime.ForwardResponseMessage
+	forward_V2_DeleteInputs_0        = runtime.ForwardResponseMessage
+	forward_V2_DeleteInputs_1        = runtime.ForwardResponseMessage
+	forward_V2_PostCollectors_0      = runtime.ForwardResponseMessage
+	forward_V2_PostCollectors_1      = runtime.ForwardResponseMessage
+	forward_V2_GetCollector_0        = runtime.ForwardResponseMessage
+	forward_V2_GetCollector_1        = runtime.ForwardResponseMessage
+	forward_V2_ListCollectors_0      = runtime.ForwardResponseMessage
+	forward_V2_ListCollectors_1      = runtime.ForwardResponseMessage
+	forward_V2_PatchCollectors_0     = runtime.ForwardResponseMessage
+	forward_V2_PatchCollectors_1     = runtime.ForwardResponseMessage
+	forward_V2_DeleteCollectors_0    = runtime.ForwardResponseMessage
+	forward_V2_DeleteCollectors_1    = runtime.ForwardResponseMessage
+	forward_V2_PostWorkflows_0       = runtime.ForwardResponseMessage
+	forward_V2_PostWorkflows_1       = runtime.ForwardResponseMessage
+	forward_V2_GetWorkflow_0         = runtime.ForwardResponseMessage
+	forward_V2_GetWorkflow_1         = runtime.ForwardResponseMessage
+	forward_V2_ListWorkflows_0       = runtime.ForwardResponseMessage
+	forward_V2_ListWorkflows_1       = runtime.ForwardResponseMessage
+	forward_V2_PatchWorkflows_0      = runtime.ForwardResponseMessage
+	forward_V2_PatchWorkflows_1      = runtime.ForwardResponseMessage
+	forward_V2_DeleteWorkflows_0     = runtime.ForwardResponseMessage
+	forward_V2_DeleteWorkflows_1     = runtime.ForwardResponseMessage
+	forward_V2_ListAuditEntries_0    = runtime.ForwardResponseMessage
+	forward_V2_GetCollectorPreview_0 = runtime.ForwardResponseMessage
 )

@@ -24,26 +24,27 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	V2_GetUser_FullMethodName          = "/clarifai.api.V2/GetUser"
-	V2_PostApps_FullMethodName         = "/clarifai.api.V2/PostApps"
-	V2_GetApp_FullMethodName           = "/clarifai.api.V2/GetApp"
-	V2_ListApps_FullMethodName         = "/clarifai.api.V2/ListApps"
-	V2_PostInputs_FullMethodName       = "/clarifai.api.V2/PostInputs"
-	V2_GetInput_FullMethodName         = "/clarifai.api.V2/GetInput"
-	V2_ListInputs_FullMethodName       = "/clarifai.api.V2/ListInputs"
-	V2_DeleteInputs_FullMethodName     = "/clarifai.api.V2/DeleteInputs"
-	V2_PostCollectors_FullMethodName   = "/clarifai.api.V2/PostCollectors"
-	V2_GetCollector_FullMethodName     = "/clarifai.api.V2/GetCollector"
-	V2_ListCollectors_FullMethodName   = "/clarifai.api.V2/ListCollectors"
-	V2_PatchCollectors_FullMethodName  = "/clarifai.api.V2/PatchCollectors"
-	V2_DeleteCollectors_FullMethodName = "/clarifai.api.V2/DeleteCollectors"
-	V2_PostWorkflows_FullMethodName    = "/clarifai.api.V2/PostWorkflows"
-	V2_GetWorkflow_FullMethodName      = "/clarifai.api.V2/GetWorkflow"
-	V2_ListWorkflows_FullMethodName    = "/clarifai.api.V2/ListWorkflows"
-	V2_PatchWorkflows_FullMethodName   = "/clarifai.api.V2/PatchWorkflows"
-	V2_DeleteWorkflows_FullMethodName  = "/clarifai.api.V2/DeleteWorkflows"
-	V2_PostModelOutputs_FullMethodName = "/clarifai.api.V2/PostModelOutputs"
-	V2_ListAuditEntries_FullMethodName = "/clarifai.api.V2/ListAuditEntries"
+	V2_GetUser_FullMethodName             = "/clarifai.api.V2/GetUser"
+	V2_PostApps_FullMethodName            = "/clarifai.api.V2/PostApps"
+	V2_GetApp_FullMethodName              = "/clarifai.api.V2/GetApp"
+	V2_ListApps_FullMethodName            = "/clarifai.api.V2/ListApps"
+	V2_PostInputs_FullMethodName          = "/clarifai.api.V2/PostInputs"
+	V2_GetInput_FullMethodName            = "/clarifai.api.V2/GetInput"
+	V2_ListInputs_FullMethodName          = "/clarifai.api.V2/ListInputs"
+	V2_DeleteInputs_FullMethodName        = "/clarifai.api.V2/DeleteInputs"
+	V2_PostCollectors_FullMethodName      = "/clarifai.api.V2/PostCollectors"
+	V2_GetCollector_FullMethodName        = "/clarifai.api.V2/GetCollector"
+	V2_ListCollectors_FullMethodName      = "/clarifai.api.V2/ListCollectors"
+	V2_PatchCollectors_FullMethodName     = "/clarifai.api.V2/PatchCollectors"
+	V2_DeleteCollectors_FullMethodName    = "/clarifai.api.V2/DeleteCollectors"
+	V2_PostWorkflows_FullMethodName       = "/clarifai.api.V2/PostWorkflows"
+	V2_GetWorkflow_FullMethodName         = "/clarifai.api.V2/GetWorkflow"
+	V2_ListWorkflows_FullMethodName       = "/clarifai.api.V2/ListWorkflows"
+	V2_PatchWorkflows_FullMethodName      = "/clarifai.api.V2/PatchWorkflows"
+	V2_DeleteWorkflows_FullMethodName     = "/clarifai.api.V2/DeleteWorkflows"
+	V2_PostModelOutputs_FullMethodName    = "/clarifai.api.V2/PostModelOutputs"
+	V2_ListAuditEntries_FullMethodName    = "/clarifai.api.V2/ListAuditEntries"
+	V2_GetCollectorPreview_FullMethodName = "/clarifai.api.V2/GetCollectorPreview"
 )
 
 // V2Client is the client API for V2 service.
@@ -74,6 +75,10 @@ type V2Client interface {
 	// collectord's own extension of the V2 service and not part of Clarifai's
 	// API, so Clarifai's clients do not know it; its messages are defined below.
 	ListAuditEntries(ctx context.Context, in *ListAuditEntriesRequest, opts ...grpc.CallOption) (*MultiAuditEntryResponse, error)
+	// GetCollectorPreview returns what a collector counted and the last records
+	// it kept. A preview collector (policy.preview) keeps records here instead of
+	// ingesting them. collectord's own extension, like ListAuditEntries.
+	GetCollectorPreview(ctx context.Context, in *GetCollectorPreviewRequest, opts ...grpc.CallOption) (*SingleCollectorPreviewResponse, error)
 }
 
 type v2Client struct {
@@ -284,6 +289,16 @@ func (c *v2Client) ListAuditEntries(ctx context.Context, in *ListAuditEntriesReq
 	return out, nil
 }
 
+func (c *v2Client) GetCollectorPreview(ctx context.Context, in *GetCollectorPreviewRequest, opts ...grpc.CallOption) (*SingleCollectorPreviewResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SingleCollectorPreviewResponse)
+	err := c.cc.Invoke(ctx, V2_GetCollectorPreview_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // V2Server is the server API for V2 service.
 // All implementations must embed UnimplementedV2Server
 // for forward compatibility.
@@ -312,6 +327,10 @@ type V2Server interface {
 	// collectord's own extension of the V2 service and not part of Clarifai's
 	// API, so Clarifai's clients do not know it; its messages are defined below.
 	ListAuditEntries(context.Context, *ListAuditEntriesRequest) (*MultiAuditEntryResponse, error)
+	// GetCollectorPreview returns what a collector counted and the last records
+	// it kept. A preview collector (policy.preview) keeps records here instead of
+	// ingesting them. collectord's own extension, like ListAuditEntries.
+	GetCollectorPreview(context.Context, *GetCollectorPreviewRequest) (*SingleCollectorPreviewResponse, error)
 	mustEmbedUnimplementedV2Server()
 }
 
@@ -381,6 +400,9 @@ func (UnimplementedV2Server) PostModelOutputs(context.Context, *PostModelOutputs
 }
 func (UnimplementedV2Server) ListAuditEntries(context.Context, *ListAuditEntriesRequest) (*MultiAuditEntryResponse, error) {
 	return nil, status.Errorf(codes.Unimplemented, "method ListAuditEntries not implemented")
+}
+func (UnimplementedV2Server) GetCollectorPreview(context.Context, *GetCollectorPreviewRequest) (*SingleCollectorPreviewResponse, error) {
+	return nil, status.Errorf(codes.Unimplemented, "method GetCollectorPreview not implemented")
 }
 func (UnimplementedV2Server) mustEmbedUnimplementedV2Server() {}
 func (UnimplementedV2Server) testEmbeddedByValue()            {}
@@ -763,6 +785,24 @@ func _V2_ListAuditEntries_Handler(srv interface{}, ctx context.Context, dec func
 	return interceptor(ctx, in, info, handler)
 }
 
+func _V2_GetCollectorPreview_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCollectorPreviewRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(V2Server).GetCollectorPreview(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: V2_GetCollectorPreview_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(V2Server).GetCollectorPreview(ctx, req.(*GetCollectorPreviewRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // V2_ServiceDesc is the grpc.ServiceDesc for V2 service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -849,6 +889,10 @@ var V2_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ListAuditEntries",
 			Handler:    _V2_ListAuditEntries_Handler,
+		},
+		{
+			MethodName: "GetCollectorPreview",
+			Handler:    _V2_GetCollectorPreview_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
