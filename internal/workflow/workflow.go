@@ -8,6 +8,7 @@ import (
 	"errors"
 	"time"
 
+	"github.com/collectord/collectord/filter"
 	"github.com/collectord/collectord/internal/pb/clarifaipb"
 )
 
@@ -61,4 +62,19 @@ type Store interface {
 	// OnWorkflowChange registers fn to run after every change of any
 	// workflow.
 	OnWorkflowChange(fn func())
+}
+
+// Compiled is a stored workflow compiled into its operators.
+type Compiled struct {
+	ID      string
+	Version int64
+	Flow    *filter.Workflow
+}
+
+// Finder returns compiled workflows; the Table implements it. Find returns
+// ErrNotFound (wrapped) when the app has no workflow with that ID, and a
+// compile error when the stored workflow no longer compiles, for example
+// because a remote endpoint it names was removed from the configuration.
+type Finder interface {
+	Find(ctx context.Context, userID, appID, id string) (*Compiled, error)
 }
