@@ -49,6 +49,12 @@ type node struct {
 
 	cmd    *exec.Cmd
 	client *http.Client
+
+	// storedRead is how many inputs of the app earlier store checks read.
+	// Inputs are listed oldest first and the soak never deletes one, so a
+	// check reads only what was added since, plus one page of overlap for
+	// inputs that share a creation time.
+	storedRead int
 }
 
 func newNode(bin, work, model string) (*node, error) {
@@ -302,7 +308,7 @@ func (n *node) storedMarkers(ctx context.Context) (map[string]bool, error) {
 
 	ids := map[string]bool{}
 	const page = 1000
-	for offset := 0; ; offset += page {
+	for offset := max(0, n.storedRead-page); ; offset += page {
 		inputs, err := db.ListInputs(ctx, ownerUser, appID, offset, page)
 		if err != nil {
 			return nil, err
@@ -314,6 +320,7 @@ func (n *node) storedMarkers(ctx context.Context) (map[string]bool, error) {
 			}
 		}
 		if len(inputs) < page {
+			n.storedRead = offset + len(inputs)
 			return ids, nil
 		}
 	}
