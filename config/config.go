@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"sigs.k8s.io/yaml"
+
+	"github.com/collectord/collectord/filter"
 )
 
 // Config is the whole configuration of one collectord process.
@@ -48,6 +50,9 @@ type Config struct {
 	Log LogConfig `json:"log"`
 	// Secrets sets the keys that encrypt post-inputs keys at rest.
 	Secrets SecretsConfig `json:"secrets"`
+	// Workflows sets what workflow operators may use beyond the workflow
+	// itself.
+	Workflows WorkflowsConfig `json:"workflows"`
 
 	// DrainTimeout bounds the graceful drain after SIGTERM: stop taking
 	// streams, flush the hand-off into JetStream, finish in-flight batches.
@@ -213,6 +218,31 @@ type SecretsConfig struct {
 	Key Sensitive `json:"-"`
 }
 
+// WorkflowsConfig sets what workflow operators may use.
+type WorkflowsConfig struct {
+	// RemoteModels are the Clarifai-compatible model APIs that remote-model
+	// workflow nodes may call, each under a name that a node gives in
+	// output_info.params.endpoint. Workflows come from API users, so they can
+	// reach no host that is not listed here. Empty (the default) turns
+	// remote-model nodes off.
+	RemoteModels []RemoteModelConfig `json:"remote_models"`
+}
+
+// RemoteModelConfig is one model API that remote-model nodes may call.
+type RemoteModelConfig struct {
+	// Name identifies the endpoint in workflow nodes. Names must be unique
+	// and non-empty.
+	Name string `json:"name"`
+	// BaseURL is the http:// or https:// root of the API, without /v2.
+	BaseURL string `json:"base_url"`
+	// KeyFile is a file containing the API key, sent as "Authorization: Key
+	// <key>". Whitespace around the key is ignored. The file is read at
+	// start, so a new key takes effect after a restart.
+	KeyFile string `json:"key_file"`
+	// Timeout bounds one predict request. Zero means 10s.
+	Timeout Duration `json:"timeout"`
+}
+
 // Sensitive is a string that fmt, slog and JSON print as "****", so a
 // Config can be logged without its secrets.
 type Sensitive string
@@ -261,7 +291,10 @@ func Default() Config {
 			BatchSize:     128,
 			RemoteTimeout: Duration(30 * time.Second),
 		},
-		Log:          LogConfig{Level: "info", Format: "text"},
+		Log: LogConfig{Level: "info", Format: "text"},
+		// An empty list rather than nil, so that the default equals what
+		// "remote_models: []" in a file decodes to.
+		Workflows:    WorkflowsConfig{RemoteModels: []RemoteModelConfig{}},
 		DrainTimeout: Duration(20 * time.Second),
 	}
 }
@@ -350,10 +383,87 @@ func (c *Config) Validate() error {
 	if c.Secrets.KeyFile != "" && c.Secrets.Key != "" {
 		check("secrets.key_file", errors.New("is set together with COLLECTORD_SECRET_KEY: set only one"))
 	}
+	c.Workflows.validate(check)
 	if c.DrainTimeout <= 0 {
 		check("drain_timeout", errors.New("must be positive"))
 	}
 	return errors.Join(errs...)
+}
+
+// validate checks every remote model and reads its key file, so that a
+// missing or unreadable key stops collectord at start and not at the first
+// post-queue evaluation.
+func (w WorkflowsConfig) validate(check func(field string, err error)) {
+	seen := make(map[string]int, len(w.RemoteModels))
+	for i, remote := range w.RemoteModels {
+		field := fmt.Sprintf("workflows.remote_models[%d]", i)
+
+		switch first, duplicate := seen[remote.Name]; {
+		case strings.TrimSpace(remote.Name) == "":
+			check(field+".name", errors.New("must not be empty"))
+		case duplicate:
+			check(field+".name", fmt.Errorf("%q is also the name of workflows.remote_models[%d]: names must be unique", remote.Name, first))
+		default:
+			seen[remote.Name] = i
+		}
+
+		check(field+".base_url", validateHTTPURL(remote.BaseURL))
+		if _, err := readKeyFile(remote.KeyFile); err != nil {
+			check(field+".key_file", err)
+		}
+		if remote.Timeout < 0 {
+			check(field+".timeout", errors.New("must not be negative"))
+		}
+	}
+}
+
+// RemoteModelEndpoints reads the key file of every remote model and returns
+// the endpoints by name, for filter.Config.RemoteEndpoints. Pass the same map
+// to every compilation so that each endpoint keeps one HTTP client.
+func (w WorkflowsConfig) RemoteModelEndpoints() (map[string]*filter.RemoteEndpoint, error) {
+	endpoints := make(map[string]*filter.RemoteEndpoint, len(w.RemoteModels))
+	for i, remote := range w.RemoteModels {
+		if _, duplicate := endpoints[remote.Name]; duplicate || strings.TrimSpace(remote.Name) == "" {
+			return nil, fmt.Errorf("config field workflows.remote_models[%d].name: %q is empty or not unique", i, remote.Name)
+		}
+
+		key, err := readKeyFile(remote.KeyFile)
+		if err != nil {
+			return nil, fmt.Errorf("config field workflows.remote_models[%d].key_file: %w", i, err)
+		}
+
+		endpoints[remote.Name] = &filter.RemoteEndpoint{
+			BaseURL: remote.BaseURL,
+			Key:     key,
+			Timeout: time.Duration(remote.Timeout),
+		}
+	}
+
+	return endpoints, nil
+}
+
+// readKeyFile returns the trimmed content of an API key file. Its errors
+// name the path and never the content.
+func readKeyFile(path string) (string, error) {
+	if path == "" {
+		return "", errors.New("missing: set the path of a file that contains the API key")
+	}
+
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("read API key file: %w", err)
+	}
+
+	key := strings.TrimSpace(string(data))
+	if key == "" {
+		return "", fmt.Errorf("API key file %s is empty", path)
+	}
+
+	if strings.ContainsAny(key, "\r\n") {
+		return "", fmt.Errorf("API key file %s contains more than one line: write only the key", path)
+	}
+
+	return key, nil
 }
 
 func (n NATSConfig) validate() error {

@@ -4,6 +4,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"reflect"
 	"testing"
 )
 
@@ -37,7 +38,7 @@ func TestExampleFile_MatchesDefaults(t *testing.T) {
 	if err := cfg.LoadFile("collectord.example.yaml"); err != nil {
 		t.Fatal(err)
 	}
-	if cfg != Default() {
+	if !reflect.DeepEqual(cfg, Default()) {
 		t.Errorf("example file differs from the defaults:\nfile:    %+v\ndefault: %+v", cfg, Default())
 	}
 }

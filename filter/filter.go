@@ -1,6 +1,9 @@
-// Package filter implements the workflow operators that a collector uses as a
-// pre-queue filter. The concepts of a predict output pass through a linear chain of
-// operators, and the input is kept when the last operator outputs at least one concept.
+// Package filter implements the workflow operators that a collector uses as a pre-queue
+// or post-queue filter. Concepts pass through a linear chain of operators, and the
+// input is kept when the last operator outputs at least one concept. A pre-queue chain
+// starts from the concepts of the predict output (Workflow.Evaluate). A post-queue
+// chain starts from the concepts recorded with the captured input and may ask a remote
+// model for new ones (Workflow.EvaluateInput).
 package filter
 
 import (
@@ -19,6 +22,9 @@ const (
 	TypeMaxProbabilityBelow  = "max-probability-below"
 	TypeMinProbabilityAbove  = "min-probability-above"
 	TypeConceptSynonymMapper = "concept-synonym-mapper"
+	// TypeRemoteModel runs only in post-queue workflows, because it makes a network
+	// call per input.
+	TypeRemoteModel = "remote-model"
 )
 
 // Reasons returned in a Decision. They are fixed values so that callers can use them as
@@ -38,18 +44,22 @@ const (
 type Item struct {
 	// Input is the input as sent in the predict request. When nil, Output.Input is used.
 	Input *clarifaipb.Input
-	// Output is the model output for Input.
+	// Output is the model output for Input. Post-queue evaluation leaves it nil.
 	Output *clarifaipb.Output
+}
+
+// input returns Input, or else Output.Input, or nil.
+func (it *Item) input() *clarifaipb.Input {
+	if it.Input != nil {
+		return it.Input
+	}
+
+	return it.Output.GetInput()
 }
 
 // metadata returns the metadata of the item's input, or nil when there is none.
 func (it *Item) metadata() *structpb.Struct {
-	input := it.Input
-	if input == nil {
-		input = it.Output.GetInput()
-	}
-
-	return input.GetData().GetMetadata()
+	return it.input().GetData().GetMetadata()
 }
 
 // Operator maps the concepts that flow into a workflow node to the concepts the node
@@ -70,6 +80,9 @@ type Decision struct {
 	Reason string
 	// NodeID is the node that dropped the input when Reason is ReasonNodeDropped.
 	NodeID string
+	// Operator is the operator type of the node NodeID, one of the Type constants, so
+	// that it can label a metric.
+	Operator string
 	// Concepts is the output of the last node when Keep is true.
 	Concepts []*clarifaipb.Concept
 }

@@ -2,7 +2,9 @@ package filter
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"strings"
 
@@ -19,6 +21,7 @@ var (
 	_ Operator = (*MinProbabilityAbove)(nil)
 	_ Operator = (*ConceptSynonymMapper)(nil)
 	_ Operator = (*MetadataFilter)(nil)
+	_ Operator = (*RemoteModel)(nil)
 )
 
 // RandomSample passes every concept of an input with probability KeepFraction, and
@@ -249,17 +252,92 @@ func (m *ConceptSynonymMapper) Apply(_ context.Context, _ *Item, concepts []*cla
 	return mapped, nil
 }
 
-// newConceptSynonymMapper checks the mapping table given in Config.
-func newConceptSynonymMapper(nodeID string, synonyms map[string][]string) (*ConceptSynonymMapper, error) {
-	if len(synonyms) == 0 {
-		return nil, paramError(nodeID, "model.model_type_id", "%s needs a synonym mapping table, and Config.Synonyms is empty", TypeConceptSynonymMapper)
+// newConceptSynonymMapper reads the mapping table from output_info.params.synonyms, an
+// object whose keys are source concept ids and whose values are a destination concept id
+// or a list of them, such as {"kitten": "cat", "puppy": ["dog", "pet"]}. Only when the
+// parameter is missing does it use fallback, the table given in Config.Synonyms.
+func newConceptSynonymMapper(nodeID string, params *structpb.Struct, fallback map[string][]string) (*ConceptSynonymMapper, error) {
+	value, ok := params.GetFields()["synonyms"]
+	if ok {
+		synonyms, err := parseSynonyms(nodeID, value)
+		if err != nil {
+			return nil, err
+		}
+
+		return &ConceptSynonymMapper{Synonyms: synonyms}, nil
 	}
 
-	for source, destinations := range synonyms {
+	if len(fallback) == 0 {
+		return nil, paramError(nodeID, "output_info.params.synonyms", "missing parameter, and Config.Synonyms is empty: set a mapping table such as {\"kitten\": \"cat\"}")
+	}
+
+	for source, destinations := range fallback {
 		if source == "" || len(destinations) == 0 || slices.Contains(destinations, "") {
 			return nil, paramError(nodeID, "Config.Synonyms", "invalid mapping %q -> %q: ids must be non-empty", source, destinations)
 		}
 	}
 
-	return &ConceptSynonymMapper{Synonyms: synonyms}, nil
+	return &ConceptSynonymMapper{Synonyms: fallback}, nil
+}
+
+// parseSynonyms reads the value of output_info.params.synonyms. Sources are checked in
+// sorted order so that the same table always reports the same error.
+func parseSynonyms(nodeID string, value *structpb.Value) (map[string][]string, error) {
+	const field = "output_info.params.synonyms"
+
+	table := value.GetStructValue()
+	if table == nil {
+		return nil, paramError(nodeID, field, "invalid value %s: expected an object mapping source concept ids to destination concept ids", value)
+	}
+
+	if len(table.GetFields()) == 0 {
+		return nil, paramError(nodeID, field, "expected a non-empty object mapping source concept ids to destination concept ids")
+	}
+
+	synonyms := make(map[string][]string, len(table.GetFields()))
+	for _, source := range slices.Sorted(maps.Keys(table.GetFields())) {
+		if source == "" {
+			return nil, paramError(nodeID, field, "invalid source concept id \"\": ids must be non-empty")
+		}
+
+		destinations, err := parseDestinations(table.GetFields()[source])
+		if err != nil {
+			return nil, paramError(nodeID, fmt.Sprintf("%s[%q]", field, source), "%v", err)
+		}
+
+		synonyms[source] = destinations
+	}
+
+	return synonyms, nil
+}
+
+// parseDestinations reads one destination concept id or a non-empty list of them.
+func parseDestinations(value *structpb.Value) ([]string, error) {
+	switch kind := value.GetKind().(type) {
+	case *structpb.Value_StringValue:
+		if kind.StringValue == "" {
+			return nil, errors.New("invalid destination concept id \"\": ids must be non-empty")
+		}
+
+		return []string{kind.StringValue}, nil
+	case *structpb.Value_ListValue:
+		items := kind.ListValue.GetValues()
+		if len(items) == 0 {
+			return nil, errors.New("expected a destination concept id or a non-empty list of them")
+		}
+
+		destinations := make([]string, 0, len(items))
+		for i, item := range items {
+			text, isString := item.GetKind().(*structpb.Value_StringValue)
+			if !isString || text.StringValue == "" {
+				return nil, fmt.Errorf("invalid item %d %s: expected a non-empty concept id string", i, item)
+			}
+
+			destinations = append(destinations, text.StringValue)
+		}
+
+		return destinations, nil
+	default:
+		return nil, fmt.Errorf("invalid value %s: expected a concept id string or a list of them", value)
+	}
 }

@@ -15,8 +15,11 @@ type Config struct {
 	// concurrent use. Nil means math/rand/v2.Float64.
 	Float64 func() float64
 	// Synonyms maps a source concept id to destination concept ids for
-	// concept-synonym-mapper nodes.
+	// concept-synonym-mapper nodes that have no output_info.params.synonyms.
 	Synonyms map[string][]string
+	// RemoteEndpoints are the APIs that remote-model nodes may call, by the name that
+	// a node gives in output_info.params.endpoint.
+	RemoteEndpoints map[string]*RemoteEndpoint
 }
 
 // Node is one compiled workflow node.
@@ -121,7 +124,9 @@ func (c Config) newOperator(node *clarifaipb.WorkflowNode) (Operator, error) {
 
 		return &MinProbabilityAbove{Threshold: threshold}, nil
 	case TypeConceptSynonymMapper:
-		return newConceptSynonymMapper(id, c.Synonyms)
+		return newConceptSynonymMapper(id, info.GetParams(), c.Synonyms)
+	case TypeRemoteModel:
+		return newRemoteModel(id, info.GetParams(), c.RemoteEndpoints)
 	case "":
 		return nil, paramError(id, "model.model_type_id", "missing operator type")
 	default:
@@ -208,11 +213,16 @@ func chainOrder(nodes []*clarifaipb.WorkflowNode, byID map[string]*clarifaipb.Wo
 	return order, nil
 }
 
-// Evaluate runs the chain on item. Only an output with status SUCCESS provides
-// concepts, so any other status drops the input with ReasonOutputFailed. The input is
-// kept when the last node outputs at least one concept. The error is non-nil only when
-// ctx ends or an operator fails.
+// Evaluate runs the chain on item as a pre-queue workflow. Only an output with status
+// SUCCESS provides concepts, so any other status drops the input with
+// ReasonOutputFailed. The input is kept when the last node outputs at least one concept.
+// The error is non-nil when ctx ends, when an operator fails, or when the workflow has a
+// remote-model node, which runs only in post-queue workflows.
 func (w *Workflow) Evaluate(ctx context.Context, item *Item) (Decision, error) {
+	if ids := w.RemoteNodes(); len(ids) > 0 {
+		return Decision{}, fmt.Errorf("workflow node %q: %s runs only in post-queue workflows, so this workflow cannot evaluate predict outputs", ids[0], TypeRemoteModel)
+	}
+
 	if item == nil {
 		return Decision{Reason: ReasonOutputFailed}, nil
 	}
@@ -229,21 +239,69 @@ func (w *Workflow) Evaluate(ctx context.Context, item *Item) (Decision, error) {
 		return Decision{Reason: ReasonNoConcepts}, nil
 	}
 
+	return w.run(ctx, item, concepts)
+}
+
+// EvaluateInput runs the chain on item as a post-queue workflow, starting from concepts,
+// the concepts predicted for the input when it was captured (possibly none). It does not
+// check item.Output. A remote-model node ignores the concepts it receives and outputs
+// those of the remote model. Any other node that receives no concepts drops the input.
+// The error is non-nil when ctx ends or an operator fails, for example when a remote
+// model cannot be reached, and then the caller should retry the input later.
+func (w *Workflow) EvaluateInput(ctx context.Context, item *Item, concepts []*clarifaipb.Concept) (Decision, error) {
+	if item == nil {
+		item = &Item{}
+	}
+
+	return w.run(ctx, item, concepts)
+}
+
+// RemoteNodes returns the ids of the remote-model nodes in evaluation order, so that the
+// API can reject them in a pre-queue workflow.
+func (w *Workflow) RemoteNodes() []string {
+	var ids []string
+	for _, node := range w.Nodes {
+		if node.Operator.Type() == TypeRemoteModel {
+			ids = append(ids, node.ID)
+		}
+	}
+
+	return ids
+}
+
+// run passes concepts through the nodes in order.
+func (w *Workflow) run(ctx context.Context, item *Item, concepts []*clarifaipb.Concept) (Decision, error) {
 	for _, node := range w.Nodes {
 		if err := ctx.Err(); err != nil {
 			return Decision{}, err
 		}
 
-		passed, err := node.Operator.Apply(ctx, item, concepts)
+		operator := node.Operator.Type()
+		remote := operator == TypeRemoteModel
+		if !remote && len(concepts) == 0 {
+			return dropped(node), nil
+		}
+
+		incoming := concepts
+		if remote {
+			incoming = nil
+		}
+
+		passed, err := node.Operator.Apply(ctx, item, incoming)
 		if err != nil {
-			return Decision{}, fmt.Errorf("workflow node %q (%s): %w", node.ID, node.Operator.Type(), err)
+			return Decision{}, fmt.Errorf("workflow node %q (%s): %w", node.ID, operator, err)
 		}
 
 		if len(passed) == 0 {
-			return Decision{Reason: ReasonNodeDropped, NodeID: node.ID}, nil
+			return dropped(node), nil
 		}
 		concepts = passed
 	}
 
 	return Decision{Keep: true, Reason: ReasonKept, Concepts: concepts}, nil
+}
+
+// dropped returns the decision for an input that node dropped.
+func dropped(node Node) Decision {
+	return Decision{Reason: ReasonNodeDropped, NodeID: node.ID, Operator: node.Operator.Type()}
 }

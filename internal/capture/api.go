@@ -14,6 +14,7 @@ import (
 
 	"github.com/collectord/collectord/internal/collector"
 	"github.com/collectord/collectord/internal/pb/capturepb"
+	"github.com/collectord/collectord/internal/workflow"
 )
 
 // DefaultMaxCaptureBytes is the default cap on body bytes kept per exchange.
@@ -27,8 +28,8 @@ type Headers interface {
 
 // Sink receives capture records. Offer never blocks: it returns false when the
 // record was dropped, and the sink counts the drop. Records of one predict
-// may share their Input and Concept messages, so the sink must not modify
-// a record.
+// may share messages (inputs, concepts, the capture time and the policy), so
+// the sink must not modify a record.
 type Sink interface {
 	Offer(rec *capturepb.Record) bool
 }
@@ -77,8 +78,12 @@ type Deps struct {
 	Callers    CallerResolver
 	Collectors CandidateFinder
 	Sink       Sink
-	Meter      metric.Meter
-	Logger     *slog.Logger
+	// Workflows finds the compiled pre-queue workflows that the assemblers
+	// evaluate on a predict's outputs. Nil means that no collector names
+	// one, so the inputs of a collector that does are counted as dropped.
+	Workflows workflow.Finder
+	Meter     metric.Meter
+	Logger    *slog.Logger
 	// Rand returns a uniform value in [0,1); nil uses math/rand/v2. The
 	// engine serializes calls, so Rand need not be safe for concurrent use.
 	Rand func() float64

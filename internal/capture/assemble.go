@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"runtime/debug"
 
+	"github.com/collectord/collectord/filter"
 	"github.com/collectord/collectord/internal/collector"
 	"github.com/collectord/collectord/internal/pb/clarifaipb"
 	"github.com/collectord/collectord/internal/predict"
@@ -86,38 +87,99 @@ func (e *Engine) recheck(ctx context.Context, job *finished, model collector.Mod
 	return matches
 }
 
-// emit applies one collector's version rule, sampling and output rule to the
-// inputs of a predict, and offers a record per kept input.
+// emit applies one collector's version rule, sampling, pre-queue workflow
+// and output rule to the inputs of a predict, and offers a record per kept
+// input. A preview collector also offers a small record per dropped input,
+// so that its preview counts every outcome.
 func (e *Engine) emit(ctx context.Context, job *finished, request *predict.Request, response *predict.Response, model collector.ModelRef, c *collector.Collector) {
 	if !versionMatches(c, request, response) {
 		return
 	}
 	inputs := request.Inputs
-	e.metrics.captures.Add(ctx, telemetry.OutcomeMatched, "", len(inputs))
-
-	// NOTE: pre- and post-queue workflows are not evaluated here; a
-	// collector with a workflow keeps every input that passes sampling.
+	e.count(ctx, c, telemetry.OutcomeMatched, "", "", len(inputs))
+	records := newRecordBuilder(job, model, c)
 
 	// One draw per request and collector keeps or drops all its inputs
 	// together. A sample of 1 or more keeps everything without a draw.
 	if c.RandomSample > 0 && c.RandomSample < 1 && e.draw() >= float64(c.RandomSample) {
-		e.metrics.captures.Add(ctx, telemetry.OutcomeSampledOut, "", len(inputs))
+		e.count(ctx, c, telemetry.OutcomeSampledOut, "", "", len(inputs))
+		e.offerAllDropped(records, len(inputs), previewSampledOut)
 		return
 	}
 
-	outputFailed := 0
+	var flow *filter.Workflow
+	if c.PreQueueWorkflowID != "" {
+		compiled, reason := e.findWorkflow(ctx, c)
+		if compiled == nil {
+			e.count(ctx, c, telemetry.OutcomeDropped, "", reason, len(inputs))
+			e.offerAllDropped(records, len(inputs), previewDropped)
+			return
+		}
+		flow = compiled.Flow
+		records.workflowVersion = compiled.Version
+	}
+
+	var drops tally
+	logged := false
 	for i, input := range inputs {
 		var output *clarifaipb.Output
 		if response != nil {
 			output = response.OutputFor(i, input.GetId())
 			if output == nil {
-				outputFailed++
+				drops.add(telemetry.OutcomeOutputFailed, "", "")
+				e.offerDropped(records, i, previewOutputFailed)
 				continue
 			}
 		}
-		e.sink.Offer(newRecord(job, model, c, i, input, output))
+
+		concepts := output.GetData().GetConcepts()
+		if flow != nil {
+			decision, err := flow.Evaluate(ctx, &filter.Item{Input: input, Output: output})
+			if err != nil {
+				drops.add(telemetry.OutcomeDropped, "", reasonWorkflowError)
+				e.offerDropped(records, i, previewDropped)
+				if !logged {
+					logged = true
+					e.workflowWarning(ctx, c, reasonWorkflowError, err)
+				}
+				continue
+			}
+			if !decision.Keep {
+				outcome, operator, reason, preview := filteredLabels(flow, decision)
+				drops.add(outcome, operator, reason)
+				e.offerDropped(records, i, preview)
+				continue
+			}
+			// What collect_outputs posts is what the workflow passed on,
+			// for example the concepts a synonym mapper renamed.
+			if c.CollectOutputs {
+				concepts = decision.Concepts
+			}
+		}
+		e.sink.Offer(records.kept(i, input, output, concepts))
 	}
-	e.metrics.captures.Add(ctx, telemetry.OutcomeOutputFailed, "", outputFailed)
+
+	for _, entry := range drops.entries {
+		e.count(ctx, c, entry.outcome, entry.operator, entry.reason, entry.n)
+	}
+}
+
+// offerAllDropped offers a drop record for each of n inputs of a preview
+// collector. Other collectors send nothing for dropped inputs.
+func (e *Engine) offerAllDropped(records *recordBuilder, n int, reason string) {
+	if !records.c.Policy.Preview {
+		return
+	}
+	for i := range n {
+		e.sink.Offer(records.dropped(i, reason))
+	}
+}
+
+// offerDropped offers the drop record of one input of a preview collector.
+func (e *Engine) offerDropped(records *recordBuilder, index int, reason string) {
+	if records.c.Policy.Preview {
+		e.sink.Offer(records.dropped(index, reason))
+	}
 }
 
 // versionMatches applies a collector's version: blank matches any version;

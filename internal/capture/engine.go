@@ -16,6 +16,7 @@ import (
 	"github.com/collectord/collectord/internal/collector"
 	"github.com/collectord/collectord/internal/predict"
 	"github.com/collectord/collectord/internal/telemetry"
+	"github.com/collectord/collectord/internal/workflow"
 )
 
 // Defaults for the zero values of Config.
@@ -34,6 +35,7 @@ type Engine struct {
 	callers    CallerResolver
 	collectors CandidateFinder
 	sink       Sink
+	workflows  workflow.Finder
 	logger     *slog.Logger
 	metrics    *metrics
 	now        func() time.Time
@@ -45,6 +47,10 @@ type Engine struct {
 
 	queue       chan *finished
 	queuedBytes atomic.Int64
+
+	// noWorkflowsOnce logs the first collector that names a pre-queue
+	// workflow while Deps.Workflows is nil. Its drops are counted every time.
+	noWorkflowsOnce sync.Once
 
 	// mu orders hand-offs against Close: a hand-off holds it for reading, so
 	// once Close has set closed, no exchange enters the queue.
@@ -71,6 +77,7 @@ func New(cfg Config, deps Deps) (*Engine, error) {
 		callers:    deps.Callers,
 		collectors: deps.Collectors,
 		sink:       deps.Sink,
+		workflows:  deps.Workflows,
 		logger:     deps.Logger,
 		now:        deps.Now,
 		rand:       deps.Rand,

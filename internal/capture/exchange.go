@@ -85,8 +85,10 @@ func newExchange(e *Engine, route predict.Route, caller string, candidates []col
 // planFor decides which parts of the exchange to read.
 //
 // The response status is always needed, because a failed predict is never
-// captured. The response body is needed when a collector posts outputs or is
-// pinned to a version that only the response can tell. For gRPC it is always
+// captured. The response body is needed when a collector posts outputs, is
+// pinned to a version that only the response can tell, runs a pre-queue
+// workflow (its operators read the outputs' concepts) or balances classes
+// (which needs each input's top concept). For gRPC it is always
 // read, because Clarifai's gRPC API reports a failed predict in the
 // response body's status while grpc-status is 0. gRPC puts grpc-status in
 // the trailers. REST responses rarely have trailers, but when they do Envoy
@@ -103,13 +105,19 @@ func planFor(route predict.Route, candidates []collector.Collector) Plan {
 
 	for i := range candidates {
 		c := &candidates[i]
-		if c.CollectOutputs || (c.Model.VersionID != "" && route.VersionID == "") {
+		if needsOutputs(c) || (c.Model.VersionID != "" && route.VersionID == "") {
 			plan.ResponseBody = true
 			plan.ResponseTrailers = true
 			break
 		}
 	}
 	return plan
+}
+
+// needsOutputs reports whether a collector reads the predict's outputs
+// whichever model version ran.
+func needsOutputs(c *collector.Collector) bool {
+	return c.CollectOutputs || c.PreQueueWorkflowID != "" || c.Policy.MaxPerConcept > 0
 }
 
 // requestIDFrom returns the x-request-id header when it is a reasonable ID,

@@ -40,6 +40,16 @@ const (
 	reasonResponseIncomplete = "response_incomplete"
 	reasonResponseStatus     = "response_status"
 	reasonResponseBody       = "response_body"
+
+	// reasonWorkflowMissing: the collector's pre-queue workflow does not
+	// exist (any more) in its app.
+	reasonWorkflowMissing = "workflow_missing"
+	// reasonWorkflowError: the workflow did not compile or one of its
+	// operators failed.
+	reasonWorkflowError = "workflow_error"
+	// reasonWorkflowsUnavailable: a collector names a pre-queue workflow but
+	// the engine was built without Deps.Workflows.
+	reasonWorkflowsUnavailable = "workflows_unavailable"
 )
 
 // exchangeResult indexes the label sets of collectord_exchanges_total.
@@ -68,6 +78,9 @@ var exchangeLabels = [exchangeResultCount][2]string{
 // metrics holds the engine's instruments.
 type metrics struct {
 	captures *telemetry.Captures
+	// inputs counts the same inputs per collector, with the operator that
+	// filtered them.
+	inputs *telemetry.CollectorInputs
 
 	// exchanges backs collectord_exchanges_total. Every request passes
 	// Begin, so it counts with one atomic add and the SDK reads the totals
@@ -83,6 +96,10 @@ func newMetrics(meter metric.Meter, queueLength func() int) (*metrics, error) {
 	m.captures, err = telemetry.NewCaptures(meter)
 	if err != nil {
 		return nil, fmt.Errorf("register capture counter: %w", err)
+	}
+	m.inputs, err = telemetry.NewCollectorInputs(meter)
+	if err != nil {
+		return nil, fmt.Errorf("register collector inputs counter: %w", err)
 	}
 
 	var labels [exchangeResultCount]metric.ObserveOption

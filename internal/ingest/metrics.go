@@ -45,6 +45,37 @@ const (
 	ReasonMaxDeliver        = "max_deliver"
 )
 
+// Reasons of records the screening stage dead-lettered: the reason label of
+// collectord_captures_total with outcome "failed", and the
+// Collectord-Reason header of dead letters. A record is dead-lettered with
+// one of these at its last allowed delivery, or at once when the workers
+// were started without the collaborator it needs. Either way the record is
+// kept for a replay.
+const (
+	// ReasonWorkflowMissing: the record's post-queue workflow does not exist
+	// (it was deleted while the record was queued).
+	ReasonWorkflowMissing = "workflow_missing"
+	// ReasonPostQueueFailed: the post-queue workflow could not be loaded or
+	// evaluated, for example because its remote model failed.
+	ReasonPostQueueFailed = "post_queue_failed"
+	// ReasonAdmissionFailed: the admission ledger returned an error.
+	ReasonAdmissionFailed = "admission_failed"
+	// ReasonPreviewFailed: the preview store returned an error.
+	ReasonPreviewFailed = "preview_failed"
+	// ReasonWorkflowsUnavailable, ReasonAdmissionUnavailable and
+	// ReasonPreviewUnavailable: the workers have no workflow finder, ledger
+	// or preview store, but the record needs one.
+	ReasonWorkflowsUnavailable = "workflows_unavailable"
+	ReasonAdmissionUnavailable = "admission_unavailable"
+	ReasonPreviewUnavailable   = "preview_unavailable"
+)
+
+// PreviewOutcomeKept is the preview count of records a preview collector
+// would have ingested. Records it would not have ingested are counted under
+// their reason: the admission reason, telemetry.OutcomeFiltered, or the
+// sidecar's preview_drop_reason.
+const PreviewOutcomeKept = "kept"
+
 // Results of one delivery attempt of one record: the result label of
 // collectord_delivery_attempts_total.
 const (

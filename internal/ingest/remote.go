@@ -181,26 +181,24 @@ func (d *RemoteDestination) split(ctx context.Context, dest DestinationRef, key 
 	d.logger.Debug("splitting rejected batch", "user_id", dest.UserID, "app_id", dest.AppID, "inputs", len(inputs))
 
 	left := d.post(ctx, dest, key, inputs[:half])
-	if r, ok := allRetryable(left); ok {
-		// The destination is throttled or down (a 429 or 5xx mid-split):
-		// posting the other half now would ignore its Retry-After.
+	if r, ok := firstRetryable(left); ok {
+		// The destination is throttled or down (a 429 or 5xx mid-split,
+		// possibly deep in the left half's own split): posting the other
+		// half now would ignore its Retry-After.
 		return append(left, fill(len(inputs)-half, r)...)
 	}
 	right := d.post(ctx, dest, key, inputs[half:])
 	return append(left, right...)
 }
 
-// allRetryable returns the first result when every result is Retryable.
-func allRetryable(results []Result) (Result, bool) {
+// firstRetryable returns the first Retryable result.
+func firstRetryable(results []Result) (Result, bool) {
 	for _, r := range results {
-		if r.Outcome != Retryable {
-			return Result{}, false
+		if r.Outcome == Retryable {
+			return r, true
 		}
 	}
-	if len(results) == 0 {
-		return Result{}, false
-	}
-	return results[0], true
+	return Result{}, false
 }
 
 // remoteResponse is a decoded PostInputs response.

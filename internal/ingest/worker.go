@@ -15,19 +15,27 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/protobuf/proto"
 
+	admissions "github.com/collectord/collectord/internal/admission"
 	"github.com/collectord/collectord/internal/pb/capturepb"
 	"github.com/collectord/collectord/internal/telemetry"
+	"github.com/collectord/collectord/internal/workflow"
 )
 
 // Defaults of WorkerConfig.
 const (
-	DefaultWorkers       = 2
-	DefaultFetchBatch    = 256
-	DefaultFetchWait     = 250 * time.Millisecond
-	DefaultPostTimeout   = 2 * time.Minute
+	DefaultWorkers     = 2
+	DefaultFetchBatch  = 256
+	DefaultFetchWait   = 250 * time.Millisecond
+	DefaultPostTimeout = 2 * time.Minute
+
+	DefaultMaxFetchBytes = 8 << 20
+	DefaultMaxBatchBytes = 4 << 20
 	DefaultRetryBase     = time.Second
 	DefaultRetryMax      = 5 * time.Minute
 	DefaultMaxRetryAfter = time.Hour
+
+	DefaultPostQueueConcurrency = 8
+	DefaultPruneInterval        = 5 * time.Minute
 )
 
 // WorkerConfig sizes the delivery workers.
@@ -40,6 +48,12 @@ type WorkerConfig struct {
 	// latency at low traffic, and the wait of Close for an idle fetch.
 	// Default 250ms.
 	FetchWait time.Duration
+	// MaxFetchBytes bounds the record bytes of one fetch, so that a
+	// stalled destination holds at most Workers times this much; a record
+	// larger than this is fetched alone. Default 8 MiB.
+	MaxFetchBytes int
+	// MaxBatchBytes bounds the record bytes of one post. Default 4 MiB.
+	MaxBatchBytes int
 	// MaxBatchInputs is the most records per post, at most (and by default)
 	// MaxInputsPerPost.
 	MaxBatchInputs int
@@ -66,6 +80,14 @@ type WorkerConfig struct {
 	// capped at BreakerOpenMax. Defaults 5s and 5m.
 	BreakerOpenBase time.Duration
 	BreakerOpenMax  time.Duration
+
+	// PostQueueConcurrency is the maximum number of records of one fetched
+	// batch whose post-queue workflows a worker evaluates at the same time.
+	// Remote-model nodes make each evaluation a network call. Default 8.
+	PostQueueConcurrency int
+	// PruneInterval is the time between two removals of expired admissions
+	// from the Ledger. Default 5m.
+	PruneInterval time.Duration
 }
 
 func (c *WorkerConfig) setDefaults() {
@@ -77,6 +99,12 @@ func (c *WorkerConfig) setDefaults() {
 	}
 	if c.FetchWait <= 0 {
 		c.FetchWait = DefaultFetchWait
+	}
+	if c.MaxFetchBytes <= 0 {
+		c.MaxFetchBytes = DefaultMaxFetchBytes
+	}
+	if c.MaxBatchBytes <= 0 {
+		c.MaxBatchBytes = DefaultMaxBatchBytes
 	}
 	if c.MaxBatchInputs <= 0 || c.MaxBatchInputs > MaxInputsPerPost {
 		c.MaxBatchInputs = MaxInputsPerPost
@@ -103,6 +131,12 @@ func (c *WorkerConfig) setDefaults() {
 		c.BreakerOpenMax = DefaultBreakerOpenMax
 	}
 	c.BreakerOpenMax = max(c.BreakerOpenMax, c.BreakerOpenBase)
+	if c.PostQueueConcurrency <= 0 {
+		c.PostQueueConcurrency = DefaultPostQueueConcurrency
+	}
+	if c.PruneInterval <= 0 {
+		c.PruneInterval = DefaultPruneInterval
+	}
 }
 
 func (c *WorkerConfig) breakerConfig() breakerConfig {
@@ -113,6 +147,19 @@ func (c *WorkerConfig) breakerConfig() breakerConfig {
 type WorkerDeps struct {
 	Meter  metric.Meter
 	Logger *slog.Logger
+
+	// Workflows finds the post-queue workflows that records name. Nil turns
+	// post-queue workflows off, and a record that names one is then
+	// dead-lettered with ReasonWorkflowsUnavailable.
+	Workflows workflow.Finder
+	// Ledger applies the collectors' budgets, deduplication and class caps.
+	// Nil turns them off, and a record whose policy has a limit is then
+	// dead-lettered with ReasonAdmissionUnavailable.
+	Ledger admissions.Ledger
+	// Previews stores what preview collectors would have ingested. Nil
+	// turns previews off, and a preview record is then dead-lettered with
+	// ReasonPreviewUnavailable.
+	Previews admissions.PreviewStore
 }
 
 // Workers fetch records from the capture stream in batches and post them to
@@ -129,6 +176,13 @@ type Workers struct {
 	breakers *breakers
 	breakerM *breakerMetrics
 	logger   *slog.Logger
+
+	workflows workflow.Finder
+	ledger    admissions.Ledger
+	previews  admissions.PreviewStore
+	// inputs counts records per collector: delivered, and every outcome of
+	// the screening stage.
+	inputs *telemetry.CollectorInputs
 
 	stop      chan struct{}
 	closeOnce sync.Once
@@ -155,6 +209,10 @@ func StartWorkers(q *Queue, dest Destination, cfg WorkerConfig, deps WorkerDeps)
 	if err != nil {
 		return nil, fmt.Errorf("workers: register metrics: %w", err)
 	}
+	inputs, err := telemetry.NewCollectorInputs(meter)
+	if err != nil {
+		return nil, fmt.Errorf("workers: register metrics: %w", err)
+	}
 	depth, err := registerQueueDepth(meter, q)
 	if err != nil {
 		return nil, fmt.Errorf("workers: register queue depth: %w", err)
@@ -177,6 +235,10 @@ func StartWorkers(q *Queue, dest Destination, cfg WorkerConfig, deps WorkerDeps)
 		breakers:  breakers,
 		breakerM:  breakerM,
 		logger:    logger.With("component", "ingest_worker"),
+		workflows: deps.Workflows,
+		ledger:    deps.Ledger,
+		previews:  deps.Previews,
+		inputs:    inputs,
 		stop:      make(chan struct{}),
 		runCtx:    runCtx,
 		cancelRun: cancel,
@@ -184,6 +246,10 @@ func StartWorkers(q *Queue, dest Destination, cfg WorkerConfig, deps WorkerDeps)
 	for range cfg.Workers {
 		w.wg.Add(1)
 		go w.run()
+	}
+	if w.ledger != nil {
+		w.wg.Add(1)
+		go w.pruneAdmissions()
 	}
 	return w, nil
 }
@@ -248,9 +314,24 @@ func (w *Workers) run() {
 	}
 }
 
-// fetch returns up to FetchBatch records, waiting at most FetchWait.
+// fetch returns up to FetchBatch records and MaxFetchBytes bytes, waiting
+// at most FetchWait. JetStream answers a fetch whose next record alone is
+// over the byte limit with an error and no record, so such a record is
+// then fetched alone without the limit: it must not stall the queue.
 func (w *Workers) fetch() ([]jetstream.Msg, error) {
-	batch, err := w.q.consumer.Fetch(w.cfg.FetchBatch, jetstream.FetchMaxWait(w.cfg.FetchWait))
+	msgs, err := w.fetchBatch(w.cfg.FetchBatch, jetstream.FetchMaxWait(w.cfg.FetchWait), jetstream.FetchMaxBytes(w.cfg.MaxFetchBytes))
+	if !errors.Is(err, jetstream.ErrMaxBytesExceeded) {
+		return msgs, err
+	}
+	if len(msgs) > 0 {
+		// The batch ended at the byte limit: a normal, full fetch.
+		return msgs, nil
+	}
+	return w.fetchBatch(1, jetstream.FetchMaxWait(w.cfg.FetchWait))
+}
+
+func (w *Workers) fetchBatch(n int, opts ...jetstream.FetchOpt) ([]jetstream.Msg, error) {
+	batch, err := w.q.consumer.Fetch(n, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -277,8 +358,9 @@ type item struct {
 	rec *capturepb.Record
 }
 
-// process groups a fetched batch by destination and collector, posts each
-// group in chunks of at most MaxBatchInputs, and settles every record.
+// process groups a fetched batch by destination and collector, screens each
+// group (post-queue workflow, admission, preview), posts what remains in
+// chunks of at most MaxBatchInputs, and settles every record.
 func (w *Workers) process(ctx context.Context, msgs []jetstream.Msg) {
 	stopKeepalive := w.keepalive(msgs)
 	defer stopKeepalive()
@@ -299,12 +381,26 @@ func (w *Workers) process(ctx context.Context, msgs []jetstream.Msg) {
 	}
 
 	for _, ref := range order {
-		items := groups[ref]
-		for start := 0; start < len(items); start += w.cfg.MaxBatchInputs {
-			end := min(start+w.cfg.MaxBatchInputs, len(items))
-			w.deliver(ctx, ref, items[start:end])
+		items := w.screen(ctx, ref, groups[ref])
+		for len(items) > 0 {
+			n := w.chunk(items)
+			w.deliver(ctx, ref, items[:n])
+			items = items[n:]
 		}
 	}
+}
+
+// chunk returns how many of items the next post takes: at most
+// MaxBatchInputs records and MaxBatchBytes bytes, and at least one record.
+func (w *Workers) chunk(items []item) int {
+	size := 0
+	for i, it := range items {
+		size += len(it.msg.Data())
+		if i == w.cfg.MaxBatchInputs || (i > 0 && size > w.cfg.MaxBatchBytes) {
+			return i
+		}
+	}
+	return len(items)
 }
 
 // keepalive sends in-progress acknowledgements for the fetched records, so
@@ -363,10 +459,13 @@ func (w *Workers) deliver(ctx context.Context, ref DestinationRef, items []item)
 
 	openFor := w.recordBreaker(ctx, ref, adm, results)
 
-	var retried int
+	var retried, delivered int
 	var lastRetry Result
 	for i, it := range items {
 		r := results[i]
+		if r.Outcome == Delivered || r.Outcome == Duplicate {
+			delivered++
+		}
 		if r.Outcome == Retryable || r.Outcome == 0 {
 			retried++
 			lastRetry = r
@@ -378,6 +477,7 @@ func (w *Workers) deliver(ctx context.Context, ref DestinationRef, items []item)
 		}
 		w.settle(ctx, it, r)
 	}
+	w.inputs.Add(ctx, ref.UserID, ref.AppID, ref.CollectorID, telemetry.OutcomeDelivered, "", "", delivered)
 	if retried > 0 {
 		w.logger.Warn("delivery failed, will retry",
 			"user_id", ref.UserID, "app_id", ref.AppID, "collector_id", ref.CollectorID,
@@ -397,6 +497,11 @@ func (w *Workers) recordBreaker(ctx context.Context, ref DestinationRef, adm adm
 		retryAfter = max(retryAfter, r.RetryAfter)
 	}
 	retryAfter = min(retryAfter, w.cfg.MaxRetryAfter)
+	// A destination that asked for a pause (a 429 or 503 with Retry-After,
+	// also on part of a split batch) gets it for all its records.
+	if retryAfter > 0 {
+		failed = true
+	}
 
 	tr := w.breakers.record(ref, adm, failed, retryAfter)
 	switch {
@@ -454,11 +559,17 @@ func (w *Workers) settle(ctx context.Context, it item, r Result) {
 }
 
 // retry returns a record to the stream for a later delivery, or
-// dead-letters it at its last allowed delivery.
+// dead-letters it at its last allowed delivery. The dead letter's reason is
+// r.Reason when set (the screening stage names what kept failing), else
+// ReasonMaxDeliver.
 func (w *Workers) retry(ctx context.Context, it item, r Result) {
 	attempts := deliveries(it.msg)
 	if maxDeliver := w.q.cfg.MaxDeliver; maxDeliver > 0 && attempts >= uint64(maxDeliver) {
-		w.fail(ctx, it, ReasonMaxDeliver, r.Err)
+		reason := ReasonMaxDeliver
+		if r.Reason != "" {
+			reason = r.Reason
+		}
+		w.fail(ctx, it, reason, r.Err)
 		return
 	}
 

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"time"
 
 	"github.com/collectord/collectord/internal/collector"
 )
@@ -12,7 +13,9 @@ import (
 const collectorColumns = `user_id, app_id, id, description, created_at, modified_at,
     model_user_id, model_app_id, model_id, model_version_id, caller_user_id,
     post_inputs_key, pre_queue_workflow_id, post_queue_workflow_id,
-    random_sample, collect_outputs, paused, version`
+    random_sample, collect_outputs, paused,
+    max_per_hour, max_per_day, dedup_window_ms, max_per_concept, balance_window_ms, preview,
+    version`
 
 // InsertCollector stores a new collector with Version 1. A zero CreatedAt is
 // set to the current time; ModifiedAt is always the current time.
@@ -25,11 +28,14 @@ func (s *SQLite) InsertCollector(ctx context.Context, c collector.Collector) err
 
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
 		_, err := tx.ExecContext(ctx, `INSERT INTO collectors (`+collectorColumns+`)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, 1)`,
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+    $18, $19, $20, $21, $22, $23, 1)`,
 			c.UserID, c.AppID, c.ID, c.Description, createdAt, now,
 			c.Model.UserID, c.Model.AppID, c.Model.ModelID, c.Model.VersionID, c.CallerUserID,
 			c.PostInputsKey, c.PreQueueWorkflowID, c.PostQueueWorkflowID,
-			c.RandomSample, c.CollectOutputs, c.Paused)
+			c.RandomSample, c.CollectOutputs, c.Paused,
+			c.Policy.MaxPerHour, c.Policy.MaxPerDay, c.Policy.DedupWindow.Milliseconds(),
+			c.Policy.MaxPerConcept, c.Policy.BalanceWindow.Milliseconds(), c.Policy.Preview)
 		return err
 	})
 	if isConstraint(err) {
@@ -54,13 +60,17 @@ func (s *SQLite) UpdateCollector(ctx context.Context, c collector.Collector) err
     caller_user_id = $10, post_inputs_key = $11,
     pre_queue_workflow_id = $12, post_queue_workflow_id = $13,
     random_sample = $14, collect_outputs = $15, paused = $16,
+    max_per_hour = $17, max_per_day = $18, dedup_window_ms = $19,
+    max_per_concept = $20, balance_window_ms = $21, preview = $22,
     version = version + 1
 WHERE user_id = $1 AND app_id = $2 AND id = $3`,
 			c.UserID, c.AppID, c.ID, c.Description, s.clock.Now(),
 			c.Model.UserID, c.Model.AppID, c.Model.ModelID, c.Model.VersionID,
 			c.CallerUserID, c.PostInputsKey,
 			c.PreQueueWorkflowID, c.PostQueueWorkflowID,
-			c.RandomSample, c.CollectOutputs, c.Paused)
+			c.RandomSample, c.CollectOutputs, c.Paused,
+			c.Policy.MaxPerHour, c.Policy.MaxPerDay, c.Policy.DedupWindow.Milliseconds(),
+			c.Policy.MaxPerConcept, c.Policy.BalanceWindow.Milliseconds(), c.Policy.Preview)
 		if err != nil {
 			return err
 		}
@@ -114,10 +124,14 @@ LIMIT $3 OFFSET $4`, userID, appID, lim, off)
 }
 
 // DeleteCollector returns collector.ErrNotFound when the app has no collector
-// with that ID.
+// with that ID. The same transaction deletes the collector's admissions and
+// preview.
 func (s *SQLite) DeleteCollector(ctx context.Context, userID, appID, id string) error {
 	var affected int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := deleteCollectorState(ctx, sqlExecer{tx}, userID, appID, id); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM collectors
 WHERE user_id = $1 AND app_id = $2 AND id = $3`, userID, appID, id)
 		if err != nil {
@@ -137,11 +151,15 @@ WHERE user_id = $1 AND app_id = $2 AND id = $3`, userID, appID, id)
 	return nil
 }
 
-// DeleteAllCollectors removes every collector of an app and returns how many
-// it removed. Listeners run even when the app had none.
+// DeleteAllCollectors removes every collector of an app, with their
+// admissions and previews, and returns how many collectors it removed.
+// Listeners run even when the app had none.
 func (s *SQLite) DeleteAllCollectors(ctx context.Context, userID, appID string) (int, error) {
 	var affected int64
 	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		if err := deleteCollectorState(ctx, sqlExecer{tx}, userID, appID, ""); err != nil {
+			return err
+		}
 		res, err := tx.ExecContext(ctx, `DELETE FROM collectors WHERE user_id = $1 AND app_id = $2`, userID, appID)
 		if err != nil {
 			return err
@@ -201,18 +219,24 @@ type rowScanner interface {
 
 func scanCollector(row rowScanner) (collector.Collector, error) {
 	var (
-		c                     collector.Collector
-		createdAt, modifiedAt int64
+		c                          collector.Collector
+		createdAt, modifiedAt      int64
+		dedupMillis, balanceMillis int64
 	)
 	err := row.Scan(&c.UserID, &c.AppID, &c.ID, &c.Description, &createdAt, &modifiedAt,
 		&c.Model.UserID, &c.Model.AppID, &c.Model.ModelID, &c.Model.VersionID, &c.CallerUserID,
 		&c.PostInputsKey, &c.PreQueueWorkflowID, &c.PostQueueWorkflowID,
-		&c.RandomSample, &c.CollectOutputs, &c.Paused, &c.Version)
+		&c.RandomSample, &c.CollectOutputs, &c.Paused,
+		&c.Policy.MaxPerHour, &c.Policy.MaxPerDay, &dedupMillis,
+		&c.Policy.MaxPerConcept, &balanceMillis, &c.Policy.Preview,
+		&c.Version)
 	if err != nil {
 		return collector.Collector{}, err
 	}
 	c.CreatedAt = fromNanos(createdAt)
 	c.ModifiedAt = fromNanos(modifiedAt)
+	c.Policy.DedupWindow = time.Duration(dedupMillis) * time.Millisecond
+	c.Policy.BalanceWindow = time.Duration(balanceMillis) * time.Millisecond
 	return c, nil
 }
 

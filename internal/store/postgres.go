@@ -38,8 +38,8 @@ type PostgresConfig struct {
 }
 
 // Postgres is the shared store: every collectord process of a deployment
-// opens the same database. Collector writes notify the other processes
-// through LISTEN/NOTIFY, so their collector tables drop stale entries at
+// opens the same database. Collector and workflow writes notify the other
+// processes through LISTEN/NOTIFY, so their caches drop stale entries at
 // once instead of after their TTL.
 type Postgres struct {
 	pool   *pgxpool.Pool
@@ -56,6 +56,8 @@ type Postgres struct {
 
 	mu        sync.Mutex
 	listeners []func()
+
+	workflowListeners listenerList
 }
 
 // OpenPostgres connects to the database at cfg.URL, applies pending
@@ -122,11 +124,14 @@ func newPostgres(ctx context.Context, pool *pgxpool.Pool, cfg PostgresConfig, co
 	}
 
 	s.feed, err = startChangeFeed(ctx, changeFeedConfig{
-		conn:     connCfg.Copy(),
-		schema:   schema,
-		origin:   origin,
-		logger:   cfg.Logger,
-		onChange: s.notifyChange,
+		conn:   connCfg.Copy(),
+		schema: schema,
+		origin: origin,
+		logger: cfg.Logger,
+		channels: []feedChannel{
+			{name: changeChannel, subject: "collector", onChange: s.notifyChange},
+			{name: workflowChangeChannel, subject: "workflow", onChange: s.workflowListeners.run},
+		},
 	})
 	if err != nil {
 		return nil, err

@@ -22,11 +22,14 @@ func (s *Postgres) InsertCollector(ctx context.Context, c collector.Collector) e
 
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
 		_, err := tx.Exec(ctx, `INSERT INTO collectors (`+collectorColumns+`)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, 1)`,
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
+    $18, $19, $20, $21, $22, $23, 1)`,
 			c.UserID, c.AppID, c.ID, c.Description, createdAt, now,
 			c.Model.UserID, c.Model.AppID, c.Model.ModelID, c.Model.VersionID, c.CallerUserID,
 			c.PostInputsKey, c.PreQueueWorkflowID, c.PostQueueWorkflowID,
-			c.RandomSample, c.CollectOutputs, c.Paused)
+			c.RandomSample, c.CollectOutputs, c.Paused,
+			c.Policy.MaxPerHour, c.Policy.MaxPerDay, c.Policy.DedupWindow.Milliseconds(),
+			c.Policy.MaxPerConcept, c.Policy.BalanceWindow.Milliseconds(), c.Policy.Preview)
 		if err != nil {
 			return err
 		}
@@ -55,13 +58,17 @@ func (s *Postgres) UpdateCollector(ctx context.Context, c collector.Collector) e
     caller_user_id = $10, post_inputs_key = $11,
     pre_queue_workflow_id = $12, post_queue_workflow_id = $13,
     random_sample = $14, collect_outputs = $15, paused = $16,
+    max_per_hour = $17, max_per_day = $18, dedup_window_ms = $19,
+    max_per_concept = $20, balance_window_ms = $21, preview = $22,
     version = version + 1
 WHERE user_id = $1 AND app_id = $2 AND id = $3`,
 			c.UserID, c.AppID, c.ID, c.Description, s.clock.Now(),
 			c.Model.UserID, c.Model.AppID, c.Model.ModelID, c.Model.VersionID,
 			c.CallerUserID, c.PostInputsKey,
 			c.PreQueueWorkflowID, c.PostQueueWorkflowID,
-			c.RandomSample, c.CollectOutputs, c.Paused)
+			c.RandomSample, c.CollectOutputs, c.Paused,
+			c.Policy.MaxPerHour, c.Policy.MaxPerDay, c.Policy.DedupWindow.Milliseconds(),
+			c.Policy.MaxPerConcept, c.Policy.BalanceWindow.Milliseconds(), c.Policy.Preview)
 		if err != nil {
 			return err
 		}
@@ -117,10 +124,14 @@ LIMIT $3 OFFSET $4`, userID, appID, lim, off)
 }
 
 // DeleteCollector returns collector.ErrNotFound when the app has no collector
-// with that ID.
+// with that ID. The same transaction deletes the collector's admissions and
+// preview.
 func (s *Postgres) DeleteCollector(ctx context.Context, userID, appID, id string) error {
 	var affected int64
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		if err := deleteCollectorState(ctx, pgxExecer{tx}, userID, appID, id); err != nil {
+			return err
+		}
 		tag, err := tx.Exec(ctx, `DELETE FROM collectors
 WHERE user_id = $1 AND app_id = $2 AND id = $3`, userID, appID, id)
 		if err != nil {
@@ -142,12 +153,16 @@ WHERE user_id = $1 AND app_id = $2 AND id = $3`, userID, appID, id)
 	return nil
 }
 
-// DeleteAllCollectors removes every collector of an app and returns how many
-// it removed. Listeners run even when the app had none, as on SQLite, but
-// other processes are notified only when a collector was removed.
+// DeleteAllCollectors removes every collector of an app, with their
+// admissions and previews, and returns how many collectors it removed.
+// Listeners run even when the app had none, as on SQLite, but other
+// processes are notified only when a collector was removed.
 func (s *Postgres) DeleteAllCollectors(ctx context.Context, userID, appID string) (int, error) {
 	var affected int64
 	err := s.inTx(ctx, func(tx pgx.Tx) error {
+		if err := deleteCollectorState(ctx, pgxExecer{tx}, userID, appID, ""); err != nil {
+			return err
+		}
 		tag, err := tx.Exec(ctx, `DELETE FROM collectors WHERE user_id = $1 AND app_id = $2`, userID, appID)
 		if err != nil {
 			return err

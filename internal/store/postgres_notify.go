@@ -11,15 +11,20 @@ import (
 	"github.com/jackc/pgx/v5"
 )
 
-// changeChannel is the NOTIFY channel of collector changes.
-const changeChannel = "collectord_collectors"
+// NOTIFY channels of collector and workflow changes. Each kind has a channel
+// of its own, so collector listeners run only for collector changes and
+// workflow listeners only for workflow changes.
+const (
+	changeChannel         = "collectord_collectors"
+	workflowChangeChannel = "collectord_workflows"
+)
 
-// notifyChangeQuery sends one collector change from inside the writing
+// notifyChangeQuery sends one change on channel $1 from inside the writing
 // transaction, so PostgreSQL delivers it only if the transaction commits.
 // An empty id stands for every collector of the app.
-const notifyChangeQuery = `SELECT pg_notify('` + changeChannel + `', json_build_object(
-    'schema', current_schema(), 'origin', $1::text,
-    'user_id', $2::text, 'app_id', $3::text, 'id', $4::text)::text)`
+const notifyChangeQuery = `SELECT pg_notify($1::text, json_build_object(
+    'schema', current_schema(), 'origin', $2::text,
+    'user_id', $3::text, 'app_id', $4::text, 'id', $5::text)::text)`
 
 // Timing of the change feed.
 const (
@@ -49,8 +54,16 @@ type changeNotification struct {
 
 // notifyCollectorChange queues a change notification in tx.
 func (s *Postgres) notifyCollectorChange(ctx context.Context, tx pgx.Tx, userID, appID, id string) error {
-	if _, err := tx.Exec(ctx, notifyChangeQuery, s.origin, userID, appID, id); err != nil {
+	if _, err := tx.Exec(ctx, notifyChangeQuery, changeChannel, s.origin, userID, appID, id); err != nil {
 		return fmt.Errorf("notify collector change: %w", err)
+	}
+	return nil
+}
+
+// notifyWorkflowChange queues a workflow change notification in tx.
+func (s *Postgres) notifyWorkflowChange(ctx context.Context, tx pgx.Tx, userID, appID, id string) error {
+	if _, err := tx.Exec(ctx, notifyChangeQuery, workflowChangeChannel, s.origin, userID, appID, id); err != nil {
+		return fmt.Errorf("notify workflow change: %w", err)
 	}
 	return nil
 }
@@ -62,11 +75,21 @@ type changeFeedConfig struct {
 	schema   string
 	origin   string
 	logger   *slog.Logger
+	channels []feedChannel
+}
+
+// feedChannel is one NOTIFY channel of the change feed and the callback that
+// runs for each change announced on it.
+type feedChannel struct {
+	name string
+	// subject names what changes, such as "collector", in log messages.
+	subject  string
 	onChange func()
 }
 
-// changeFeed listens for collector changes made by other processes and runs
-// onChange for each, reconnecting with backoff when the connection drops.
+// changeFeed listens for changes made by other processes and runs the
+// onChange of their channel for each, reconnecting with backoff when the
+// connection drops.
 type changeFeed struct {
 	cfg    changeFeedConfig
 	cancel context.CancelFunc
@@ -94,22 +117,32 @@ func (f *changeFeed) close() {
 	<-f.done
 }
 
-// listen opens a connection and subscribes it to changeChannel.
+// listen opens a connection and subscribes it to every channel.
 func (f *changeFeed) listen(ctx context.Context) (*pgx.Conn, error) {
 	conn, err := pgx.ConnectConfig(ctx, f.cfg.conn)
 	if err != nil {
 		return nil, err
 	}
-	if _, err := conn.Exec(ctx, `LISTEN `+changeChannel); err != nil {
-		closeConn(conn)
-		return nil, err
+	for _, ch := range f.cfg.channels {
+		if _, err := conn.Exec(ctx, `LISTEN `+pgx.Identifier{ch.name}.Sanitize()); err != nil {
+			closeConn(conn)
+			return nil, err
+		}
 	}
 	return conn, nil
 }
 
+// changedAll runs the onChange of every channel.
+func (f *changeFeed) changedAll() {
+	for _, ch := range f.cfg.channels {
+		ch.onChange()
+	}
+}
+
 // run receives notifications until ctx ends. When the connection fails, it
-// reconnects and then runs onChange once, because changes committed while
-// it was disconnected sent notifications nobody received.
+// reconnects and then runs the onChange of every channel once, because
+// the notifications of changes committed while it was disconnected never
+// reached it.
 func (f *changeFeed) run(ctx context.Context, conn *pgx.Conn) {
 	defer close(f.done)
 
@@ -130,7 +163,7 @@ func (f *changeFeed) run(ctx context.Context, conn *pgx.Conn) {
 		if conn == nil {
 			return
 		}
-		f.cfg.onChange()
+		f.changedAll()
 	}
 }
 
@@ -166,7 +199,7 @@ func (f *changeFeed) receive(ctx context.Context, conn *pgx.Conn) error {
 
 		switch {
 		case err == nil:
-			f.handle(n.Payload)
+			f.handle(n.Channel, n.Payload)
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, context.DeadlineExceeded) && !conn.IsClosed():
@@ -179,23 +212,35 @@ func (f *changeFeed) receive(ctx context.Context, conn *pgx.Conn) error {
 	}
 }
 
-// handle runs onChange for a change made by another store on the same
-// schema. A payload it cannot read still counts as a change, since dropping
-// it could leave a stale collector in use.
-func (f *changeFeed) handle(payload string) {
+// handle runs the channel's onChange for a change made by another store on
+// the same schema. A payload it cannot read still counts as a change, since
+// dropping it could leave a stale collector or workflow in use.
+func (f *changeFeed) handle(channel, payload string) {
+	var ch *feedChannel
+	for i := range f.cfg.channels {
+		if f.cfg.channels[i].name == channel {
+			ch = &f.cfg.channels[i]
+		}
+	}
+	if ch == nil {
+		// Only a channel this feed listens on can deliver a notification.
+		f.cfg.logger.Warn("change notification on an unknown channel ignored", "channel", channel)
+		return
+	}
+
 	var n changeNotification
 	if err := json.Unmarshal([]byte(payload), &n); err != nil {
-		f.cfg.logger.Warn("invalid collector change notification, treated as a change", "error", err)
-		f.cfg.onChange()
+		f.cfg.logger.Warn("invalid "+ch.subject+" change notification, treated as a change", "error", err)
+		ch.onChange()
 		return
 	}
 	if n.Schema != f.cfg.schema || n.Origin == f.cfg.origin {
 		return
 	}
 
-	f.cfg.logger.Debug("collector changed by another process",
-		"user_id", n.UserID, "app_id", n.AppID, "collector_id", n.ID)
-	f.cfg.onChange()
+	f.cfg.logger.Debug(ch.subject+" changed by another process",
+		"user_id", n.UserID, "app_id", n.AppID, ch.subject+"_id", n.ID)
+	ch.onChange()
 }
 
 func ping(ctx context.Context, conn *pgx.Conn) error {

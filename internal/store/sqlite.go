@@ -69,6 +69,8 @@ type SQLite struct {
 
 	mu        sync.Mutex
 	listeners []func()
+
+	workflowListeners listenerList
 }
 
 // OpenSQLite opens or creates the database at cfg.Path, applies pending

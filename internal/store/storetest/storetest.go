@@ -7,9 +7,11 @@ package storetest
 import (
 	"testing"
 
+	"github.com/collectord/collectord/internal/admission"
 	"github.com/collectord/collectord/internal/collector"
 	"github.com/collectord/collectord/internal/identity"
 	"github.com/collectord/collectord/internal/localapp"
+	"github.com/collectord/collectord/internal/workflow"
 )
 
 // Store is every contract a product store implements.
@@ -18,6 +20,9 @@ type Store interface {
 	identity.KeyStore
 	localapp.AppStore
 	localapp.InputStore
+	workflow.Store
+	admission.Ledger
+	admission.PreviewStore
 }
 
 // Factory opens a new, empty store for one test and registers its cleanup
@@ -33,4 +38,9 @@ func Run(t *testing.T, open Factory) {
 	t.Run("Apps", func(t *testing.T) { RunApps(t, open) })
 	t.Run("Inputs", func(t *testing.T) { RunInputs(t, open) })
 	t.Run("Concurrency", func(t *testing.T) { RunConcurrency(t, open) })
+	t.Run("Workflows", func(t *testing.T) { RunWorkflows(t, open) })
+	t.Run("Policy", func(t *testing.T) { RunPolicy(t, open) })
+	t.Run("Admission", func(t *testing.T) { RunAdmission(t, open) })
+	t.Run("Preview", func(t *testing.T) { RunPreview(t, open) })
+	t.Run("DeleteCascade", func(t *testing.T) { RunDeleteCascade(t, open) })
 }
