@@ -1,6 +1,6 @@
 // Package api serves the management API: the subset of the Clarifai v2 API
-// (service clarifai.api.V2) that manages collectors, the local apps and their
-// inputs. One implementation serves both transports: gRPC, and REST through
+// (service clarifai.api.V2) that manages collectors, workflows, the local apps
+// and their inputs. One implementation serves both transports: gRPC, and REST through
 // the grpc-gateway handlers, which call the same methods in process.
 //
 // Behaviour that the Clarifai API leaves open, as collectord implements it:
@@ -23,8 +23,21 @@
 //   - post_inputs_key_id is masked in every response: "****" followed by the
 //     last 4 characters of keys of 16 characters or more, "****" alone for
 //     shorter ones.
-//   - IDs of collectors and apps are 1 to 48 characters from [A-Za-z0-9_-];
-//     input IDs are 1 to 255 of the same characters.
+//   - A PatchCollectors item without policy keeps the stored policy, because
+//     Clarifai's clients do not know that field and would otherwise clear it
+//     on every overwrite. An empty policy ({}) removes every limit.
+//   - PostWorkflows and PatchWorkflows compile every workflow before they
+//     store it, and reject one that does not compile with
+//     WORKFLOW_INVALID_ARGUMENT and details that name the node and field.
+//     PatchWorkflows "overwrite" replaces the node list, and "merge"
+//     replaces nodes by ID and appends new ones. Both keep the stored nodes
+//     when the request has none, and replace description and metadata when
+//     the request sets them.
+//   - A collector may name only workflows of its own app, and its pre-queue
+//     workflow may not contain remote-model nodes. A workflow that a
+//     collector names cannot be deleted.
+//   - IDs of collectors, workflows and apps are 1 to 48 characters from
+//     [A-Za-z0-9_-]; input IDs are 1 to 255 of the same characters.
 //   - Lists take page (from 1) and per_page (default 128); a per_page above
 //     1000 is rejected rather than clamped, so a client never believes it got
 //     everything when it did not.
@@ -45,11 +58,14 @@ import (
 	"go.opentelemetry.io/otel/metric"
 	"google.golang.org/grpc"
 
+	"github.com/collectord/collectord/filter"
+	"github.com/collectord/collectord/internal/admission"
 	"github.com/collectord/collectord/internal/audit"
 	"github.com/collectord/collectord/internal/collector"
 	"github.com/collectord/collectord/internal/identity"
 	"github.com/collectord/collectord/internal/localapp"
 	pb "github.com/collectord/collectord/internal/pb/clarifaipb"
+	"github.com/collectord/collectord/internal/workflow"
 )
 
 // DefaultMaxRequestBytes is the default limit of a REST request body: the
@@ -72,28 +88,38 @@ type KeyResolver interface {
 }
 
 // Deps are the stores and services the API uses. All are required except
-// Audit, Logger, Meter and Now, which default to no audit log, a discarding
-// logger, a no-op meter and time.Now.
+// Filters, Audit, Logger, Meter and Now, which default to the zero
+// filter.Config, no audit log, a discarding logger, a no-op meter and
+// time.Now.
 type Deps struct {
 	Collectors collector.Store
+	Workflows  workflow.Store
+	Previews   admission.PreviewStore
 	Apps       localapp.AppStore
 	Inputs     localapp.InputStore
 	Keys       KeyResolver
-	Logger     *slog.Logger
-	Meter      metric.Meter
-	Now        func() time.Time
+	// Filters compiles workflows to validate them before they are stored.
+	// With the zero value no remote-model node compiles, because such a
+	// node needs the endpoints that the node configures.
+	Filters filter.Config
+	Logger  *slog.Logger
+	Meter   metric.Meter
+	Now     func() time.Time
 	// Audit receives an entry for every successful change. Nil keeps no
 	// audit log, and ListAuditEntries then returns NOT_IMPLEMENTED.
 	Audit audit.Store
 }
 
-// Server implements the clarifai.api.V2 service. Methods that collectord does
-// not serve (workflows, predicts) return NOT_IMPLEMENTED.
+// Server implements the clarifai.api.V2 service. PostModelOutputs, which
+// collectord does not serve, returns NOT_IMPLEMENTED.
 type Server struct {
 	pb.UnimplementedV2Server
 
 	cfg        Config
 	collectors collector.Store
+	workflows  workflow.Store
+	previews   admission.PreviewStore
+	filters    filter.Config
 	apps       localapp.AppStore
 	inputs     localapp.InputStore
 	keys       KeyResolver
@@ -129,6 +155,9 @@ func New(cfg Config, deps Deps) (*Server, error) {
 	s := &Server{
 		cfg:        cfg,
 		collectors: deps.Collectors,
+		workflows:  deps.Workflows,
+		previews:   deps.Previews,
+		filters:    deps.Filters,
 		apps:       deps.Apps,
 		inputs:     deps.Inputs,
 		keys:       deps.Keys,
@@ -149,6 +178,10 @@ func checkDeps(deps Deps) error {
 	switch {
 	case deps.Collectors == nil:
 		return errors.New("api: Deps.Collectors is required")
+	case deps.Workflows == nil:
+		return errors.New("api: Deps.Workflows is required")
+	case deps.Previews == nil:
+		return errors.New("api: Deps.Previews is required")
 	case deps.Apps == nil:
 		return errors.New("api: Deps.Apps is required")
 	case deps.Inputs == nil:

@@ -74,13 +74,3 @@ func TestREST_Apps(t *testing.T) {
 	env.do(http.MethodGet, "/v2/users/bob/apps", keyHeader(alicePAT), "").
 		requireStatus(t, http.StatusForbidden, pb.StatusCode_CONN_INSUFFICIENT_SCOPES)
 }
-
-func TestREST_WorkflowsNotImplemented(t *testing.T) {
-	env := newTestEnv(t)
-
-	resp := env.do(http.MethodGet, "/v2/users/me/apps/dest/workflows", keyHeader(alicePAT), "")
-	resp.requireStatus(t, http.StatusNotImplemented, pb.StatusCode_NOT_IMPLEMENTED)
-
-	env.do(http.MethodGet, "/v2/users/me/apps/dest/workflows", "", "").
-		requireStatus(t, http.StatusUnauthorized, pb.StatusCode_CONN_KEY_INVALID)
-}

@@ -18,12 +18,14 @@ import (
 	"github.com/collectord/collectord/internal/identity"
 	"github.com/collectord/collectord/internal/localapp"
 	pb "github.com/collectord/collectord/internal/pb/clarifaipb"
+	"github.com/collectord/collectord/internal/workflow"
 )
 
 // Resources named in audit entries. They are also the values of the resource
 // attribute of collectord_api_audit_write_failures_total.
 const (
 	auditResourceCollector = "collector"
+	auditResourceWorkflow  = "workflow"
 	auditResourceApp       = "app"
 	auditResourceInput     = "input"
 )
@@ -139,6 +141,45 @@ func allCollectorsDeleted(app localapp.App, count int) audit.Entry {
 		Action: audit.ActionDelete, Resource: auditResourceCollector,
 		UserID: app.UserID, AppID: app.ID,
 		Details: auditDetails(map[string]any{"delete_all": true, "count": count}),
+	}
+}
+
+// workflowJSON returns a workflow as the API shows it.
+func workflowJSON(w workflow.Workflow) json.RawMessage {
+	pw, err := workflowToProto(w)
+	if err != nil {
+		return json.RawMessage(`null`)
+	}
+	data, err := protojson.MarshalOptions{UseProtoNames: true}.Marshal(pw)
+	if err != nil {
+		return json.RawMessage(`null`)
+	}
+	return data
+}
+
+func workflowCreated(w workflow.Workflow) audit.Entry {
+	return audit.Entry{
+		Action: audit.ActionCreate, Resource: auditResourceWorkflow,
+		UserID: w.UserID, AppID: w.AppID, ResourceID: w.ID,
+		Details: auditDetails(map[string]any{"workflow": workflowJSON(w)}),
+	}
+}
+
+func workflowUpdated(before, after workflow.Workflow) audit.Entry {
+	return audit.Entry{
+		Action: audit.ActionUpdate, Resource: auditResourceWorkflow,
+		UserID: after.UserID, AppID: after.AppID, ResourceID: after.ID,
+		Details: auditDetails(map[string]any{
+			"previous": workflowJSON(before),
+			"workflow": workflowJSON(after),
+		}),
+	}
+}
+
+func workflowDeleted(app localapp.App, id string) audit.Entry {
+	return audit.Entry{
+		Action: audit.ActionDelete, Resource: auditResourceWorkflow,
+		UserID: app.UserID, AppID: app.ID, ResourceID: id,
 	}
 }
 

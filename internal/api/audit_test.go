@@ -89,9 +89,12 @@ func newAuditEnv(t *testing.T, log audit.Store) *testEnv {
 	provider := sdkmetric.NewMeterProvider(sdkmetric.WithReader(reader))
 	srv, err := api.New(api.Config{}, api.Deps{
 		Collectors: st,
+		Workflows:  st,
+		Previews:   st,
 		Apps:       st,
 		Inputs:     st,
 		Keys:       keyResolver{keys: st},
+		Filters:    testFilters,
 		Logger:     logger,
 		Meter:      provider.Meter("test"),
 		Now:        func() time.Time { return auditClock },
@@ -160,6 +163,39 @@ func TestAudit_CollectorChanges(t *testing.T) {
 	}
 	if !strings.Contains(got[4].Details, `"delete_all":true`) || !strings.Contains(got[4].Details, `"count":1`) {
 		t.Errorf("delete_all details = %s, want delete_all and count 1", got[4].Details)
+	}
+}
+
+func TestAudit_WorkflowChanges(t *testing.T) {
+	log := &memAudit{}
+	env := newAuditEnv(t, log)
+
+	env.postWorkflows(workflowJSON("w1", "first", sampleNode), workflowJSON("w2", "", sampleNode)).
+		requireStatus(t, http.StatusOK, pb.StatusCode_SUCCESS)
+	env.patchWorkflows("merge", workflowJSON("w1", "changed")).requireStatus(t, http.StatusOK, pb.StatusCode_SUCCESS)
+	// Rejected changes write no entry.
+	env.patchWorkflows("merge", workflowJSON("w1", "", `{"id":"x","model":{"model_type_id":"nope"}}`)).
+		requireStatus(t, http.StatusBadRequest, pb.StatusCode_WORKFLOW_INVALID_ARGUMENT)
+	env.deleteWorkflows(`{"ids":["w2","missing"]}`).requireStatus(t, http.StatusOK, pb.StatusCode_MIXED_STATUS)
+	env.deleteWorkflows(`{"delete_all":true}`).requireStatus(t, http.StatusOK, pb.StatusCode_SUCCESS)
+
+	got := log.all()
+	if len(got) != 5 {
+		t.Fatalf("got %d entries, want 5: %+v", len(got), got)
+	}
+	requireEntry(t, env, got[0], audit.ActionCreate, "workflow", "dest", "w1")
+	requireEntry(t, env, got[1], audit.ActionCreate, "workflow", "dest", "w2")
+	requireEntry(t, env, got[2], audit.ActionUpdate, "workflow", "dest", "w1")
+	requireEntry(t, env, got[3], audit.ActionDelete, "workflow", "dest", "w2")
+	requireEntry(t, env, got[4], audit.ActionDelete, "workflow", "dest", "w1")
+
+	if !strings.Contains(got[0].Details, `"model_type_id":"random-sample"`) {
+		t.Errorf("create details do not show the nodes: %s", got[0].Details)
+	}
+	for _, want := range []string{`"previous":`, `"description":"first"`, `"description":"changed"`} {
+		if !strings.Contains(got[2].Details, want) {
+			t.Errorf("update details lack %s: %s", want, got[2].Details)
+		}
 	}
 }
 

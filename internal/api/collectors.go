@@ -9,10 +9,12 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/collectord/collectord/filter"
 	"github.com/collectord/collectord/internal/collector"
 	"github.com/collectord/collectord/internal/identity"
 	"github.com/collectord/collectord/internal/localapp"
 	pb "github.com/collectord/collectord/internal/pb/clarifaipb"
+	"github.com/collectord/collectord/internal/workflow"
 )
 
 // actionOverwrite is the only PatchCollectors action collectord supports.
@@ -107,6 +109,9 @@ func (s *Server) newCollector(ctx context.Context, app localapp.App, pc *pb.Coll
 	if err := s.checkPostInputsKey(ctx, app, col.PostInputsKey); err != nil {
 		return collector.Collector{}, err
 	}
+	if err := s.checkWorkflowRefs(ctx, app, col); err != nil {
+		return collector.Collector{}, err
+	}
 
 	col.UserID, col.AppID = app.UserID, app.ID
 	col.CreatedAt, col.ModifiedAt = now, now
@@ -136,6 +141,43 @@ func (s *Server) checkPostInputsKey(ctx context.Context, app localapp.App, secre
 	case key.AppID != "" && key.AppID != app.ID:
 		return fail(pb.StatusCode_CONN_INVALID_REQUEST,
 			"%s is a key of app %q and cannot add inputs to app %q", field, key.AppID, app.ID)
+	}
+	return nil
+}
+
+// checkWorkflowRefs verifies that the workflows col names exist in app and
+// that its pre-queue workflow has no remote-model node.
+//
+// NOTE: this check and the write of the collector are separate store calls,
+// so a workflow deleted between them leaves a collector that names a missing
+// workflow.
+func (s *Server) checkWorkflowRefs(ctx context.Context, app localapp.App, col collector.Collector) error {
+	refs := []struct {
+		field    string
+		id       string
+		preQueue bool
+	}{
+		{"pre_queue_workflow_id", col.PreQueueWorkflowID, true},
+		{"post_queue_workflow_id", col.PostQueueWorkflowID, false},
+	}
+	for _, ref := range refs {
+		if ref.id == "" {
+			continue
+		}
+		wf, err := s.workflows.GetWorkflow(ctx, app.UserID, app.ID, ref.id)
+		if errors.Is(err, workflow.ErrNotFound) {
+			return fail(pb.StatusCode_CONN_INVALID_REQUEST,
+				"%s %q names no workflow of app %q: create the workflow first", ref.field, ref.id, app.ID)
+		}
+		if err != nil {
+			return fmt.Errorf("get workflow %q: %w", ref.id, err)
+		}
+		if remote := remoteNodeIDs(wf.Nodes); ref.preQueue && len(remote) > 0 {
+			return fail(pb.StatusCode_CONN_INVALID_REQUEST,
+				"%s %q: workflow node %q is a %s node, which runs only in a post-queue workflow; "+
+					"name this workflow in post_queue_workflow_id instead",
+				ref.field, ref.id, remote[0], filter.TypeRemoteModel)
+		}
 	}
 	return nil
 }
@@ -292,7 +334,8 @@ func (s *Server) overwrittenCollectors(ctx context.Context, app localapp.App, in
 
 // overwriteCollector returns the stored collector named by pc and its new
 // definition: pc, with the stored created_at and version, the stored state
-// when pc has no status, and the stored key when pc's key is empty or masked.
+// when pc has no status, the stored policy when pc has none, and the stored
+// key when pc's key is empty or masked.
 func (s *Server) overwriteCollector(ctx context.Context, app localapp.App, pc *pb.Collector, seen map[string]bool, now time.Time) (old, col collector.Collector, err error) {
 	if err := checkID("id", pc.GetId(), maxResourceIDLen); err != nil {
 		return old, col, err
@@ -307,7 +350,7 @@ func (s *Server) overwriteCollector(ctx context.Context, app localapp.App, pc *p
 		return old, col, err
 	}
 
-	merged, keyKept := withStoredSecrets(pc, old)
+	merged, keyKept := withStoredFields(pc, old)
 	col, err = collectorFromProto(merged)
 	if err != nil {
 		return old, col, err
@@ -317,19 +360,26 @@ func (s *Server) overwriteCollector(ctx context.Context, app localapp.App, pc *p
 			return old, col, err
 		}
 	}
+	if err := s.checkWorkflowRefs(ctx, app, col); err != nil {
+		return old, col, err
+	}
 
 	col.UserID, col.AppID = app.UserID, app.ID
 	col.CreatedAt, col.ModifiedAt, col.Version = old.CreatedAt, now, old.Version
 	return old, col, nil
 }
 
-// withStoredSecrets returns a copy of pc in which an absent status and an
-// empty or masked post_inputs_key_id take the stored values, and reports
-// whether the stored key was kept.
-func withStoredSecrets(pc *pb.Collector, old collector.Collector) (*pb.Collector, bool) {
+// withStoredFields returns a copy of pc in which an absent status, an absent
+// policy and an empty or masked post_inputs_key_id take the stored values,
+// and reports whether the stored key was kept.
+func withStoredFields(pc *pb.Collector, old collector.Collector) (*pb.Collector, bool) {
 	merged := proto.Clone(pc).(*pb.Collector)
+	stored := collectorToProto(old)
 	if merged.GetStatus() == nil {
-		merged.Status = collectorToProto(old).GetStatus()
+		merged.Status = stored.GetStatus()
+	}
+	if merged.GetPolicy() == nil {
+		merged.Policy = stored.GetPolicy()
 	}
 
 	src := merged.GetCollectorSource().GetApiPostModelOutputsCollectorSource()

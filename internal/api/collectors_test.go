@@ -390,6 +390,7 @@ func TestREST_PatchCollectors(t *testing.T) {
 	badKey.requireStatus(t, http.StatusBadRequest, pb.StatusCode_CONN_INVALID_REQUEST)
 
 	// Omitting the key keeps the stored one; the missing status keeps the state.
+	env.postWorkflows(workflowJSON("wf-1", "", sampleNode)).requireStatus(t, http.StatusOK, pb.StatusCode_SUCCESS)
 	noKey := `{"id":"p2","post_queue_workflow_id":"wf-1","collector_source":{"api_post_model_outputs_collector_source":` +
 		`{"model_user_id":"u2","model_app_id":"a2","model_id":"m2","caller_user_id":"caller-9"}}}`
 	ok := patch("overwrite", noKey)

@@ -2,6 +2,7 @@ package api
 
 import (
 	"math"
+	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -49,6 +50,7 @@ func collectorToProto(c collector.Collector) *pb.Collector {
 		Status:               itemStatus(statusCode, ""),
 		PreQueueRandomSample: c.RandomSample,
 		CollectOutputs:       c.CollectOutputs,
+		Policy:               policyToProto(c.Policy),
 	}
 	if !c.CreatedAt.IsZero() {
 		out.CreatedAt = timestamppb.New(c.CreatedAt)
@@ -74,6 +76,10 @@ func collectorFromProto(in *pb.Collector) (collector.Collector, error) {
 	if err != nil {
 		return collector.Collector{}, err
 	}
+	policy, err := policyFromProto(in.GetPolicy())
+	if err != nil {
+		return collector.Collector{}, err
+	}
 
 	return collector.Collector{
 		ID:          in.GetId(),
@@ -91,6 +97,7 @@ func collectorFromProto(in *pb.Collector) (collector.Collector, error) {
 		RandomSample:        in.GetPreQueueRandomSample(),
 		CollectOutputs:      in.GetCollectOutputs(),
 		Paused:              paused,
+		Policy:              policy,
 	}, nil
 }
 
@@ -152,4 +159,37 @@ func pausedFromStatus(st *pb.Status) (bool, error) {
 		return false, fail(pb.StatusCode_CONN_INVALID_REQUEST,
 			"status.code %s is not a collector state: use COLLECTOR_ACTIVE or COLLECTOR_INACTIVE", st.GetCode())
 	}
+}
+
+// policyToProto converts a stored policy for a response. The zero policy has
+// no limits and is left out, so responses of collectors without one look as
+// they did before policies existed.
+func policyToProto(p collector.Policy) *pb.CollectorPolicy {
+	if p == (collector.Policy{}) {
+		return nil
+	}
+	return &pb.CollectorPolicy{
+		MaxInputsPerHour:     uint32(p.MaxPerHour),
+		MaxInputsPerDay:      uint32(p.MaxPerDay),
+		DedupWindowSeconds:   uint32(p.DedupWindow / time.Second),
+		MaxInputsPerConcept:  uint32(p.MaxPerConcept),
+		BalanceWindowSeconds: uint32(p.BalanceWindow / time.Second),
+		Preview:              p.Preview,
+	}
+}
+
+// policyFromProto validates the policy of a request and converts it. Nil is
+// the zero policy.
+func policyFromProto(in *pb.CollectorPolicy) (collector.Policy, error) {
+	if err := checkPolicy(in); err != nil {
+		return collector.Policy{}, err
+	}
+	return collector.Policy{
+		MaxPerHour:    int(in.GetMaxInputsPerHour()),
+		MaxPerDay:     int(in.GetMaxInputsPerDay()),
+		DedupWindow:   time.Duration(in.GetDedupWindowSeconds()) * time.Second,
+		MaxPerConcept: int(in.GetMaxInputsPerConcept()),
+		BalanceWindow: time.Duration(in.GetBalanceWindowSeconds()) * time.Second,
+		Preview:       in.GetPreview(),
+	}, nil
 }

@@ -157,12 +157,6 @@ func TestGRPC_UnservedRPCs(t *testing.T) {
 		t.Fatalf("PostModelOutputs: %v", err)
 	}
 	requireCode(t, "PostModelOutputs", predict.GetStatus(), pb.StatusCode_NOT_IMPLEMENTED)
-
-	wf, err := env.grpc.ListWorkflows(withKey(alicePAT), &pb.ListWorkflowsRequest{})
-	if err != nil {
-		t.Fatalf("ListWorkflows: %v", err)
-	}
-	requireCode(t, "ListWorkflows", wf.GetStatus(), pb.StatusCode_NOT_IMPLEMENTED)
 }
 
 func TestGRPC_InputsAndUser(t *testing.T) {

@@ -20,6 +20,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
+	"github.com/collectord/collectord/filter"
 	"github.com/collectord/collectord/internal/api"
 	"github.com/collectord/collectord/internal/identity"
 	"github.com/collectord/collectord/internal/localapp"
@@ -39,6 +40,13 @@ const (
 )
 
 var allSecrets = []string{alicePAT, aliceAppKey, aliceReadOnly, alicePostKey, aliceOtherPost, bobPAT}
+
+// testFilters names one remote model endpoint, so that remote-model nodes
+// compile. The API only compiles workflows and never calls the endpoint; its
+// port 9 (discard) is on loopback all the same.
+var testFilters = filter.Config{RemoteEndpoints: map[string]*filter.RemoteEndpoint{
+	"labeler": {BaseURL: "http://127.0.0.1:9"},
+}}
 
 // keyResolver resolves "Key SECRET" against the key store by the secret's
 // SHA-256.
@@ -113,9 +121,12 @@ func newTestEnvConfig(t testing.TB, cfg api.Config) *testEnv {
 
 	srv, err := api.New(cfg, api.Deps{
 		Collectors: st,
+		Workflows:  st,
+		Previews:   st,
 		Apps:       st,
 		Inputs:     st,
 		Keys:       keyResolver{keys: st},
+		Filters:    testFilters,
 		Logger:     logger,
 		Meter:      provider.Meter("test"),
 	})

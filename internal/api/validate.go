@@ -19,6 +19,14 @@ const (
 	// maxItemsPerRequest caps the items of one batch RPC; for PostInputs it
 	// is Clarifai's documented limit.
 	maxItemsPerRequest = 128
+
+	// maxPolicyWindowSeconds caps the dedup and balance windows of a
+	// collector policy at 30 days, because deduplication and class balance
+	// must remember every admission for the length of their window.
+	maxPolicyWindowSeconds = 30 * 24 * 60 * 60
+	// maxPolicyCount caps the budgets and the per-concept cap of a policy. A
+	// larger number is no limit in practice and more likely a typo.
+	maxPolicyCount = 100_000_000
 )
 
 // checkID reports whether id is 1 to maxLen characters from [A-Za-z0-9_-].
@@ -93,4 +101,53 @@ func (p *itemProblems) err() error {
 		parts = append(parts, name+": "+pr.err.details)
 	}
 	return &apiError{code: p.problems[0].err.code, details: strings.Join(parts, "; ")}
+}
+
+// policyField is the name of the policy in errors.
+const policyField = "policy"
+
+// checkPolicy rejects a collector policy with a count or window above its
+// bound, or with only one half of the class-balance pair.
+func checkPolicy(p *pb.CollectorPolicy) error {
+	counts := []struct {
+		name  string
+		value uint32
+	}{
+		{"max_inputs_per_hour", p.GetMaxInputsPerHour()},
+		{"max_inputs_per_day", p.GetMaxInputsPerDay()},
+		{"max_inputs_per_concept", p.GetMaxInputsPerConcept()},
+	}
+	for _, c := range counts {
+		if c.value > maxPolicyCount {
+			return fail(pb.StatusCode_CONN_INVALID_REQUEST,
+				"%s.%s %d is above the maximum %d", policyField, c.name, c.value, maxPolicyCount)
+		}
+	}
+
+	windows := []struct {
+		name  string
+		value uint32
+	}{
+		{"dedup_window_seconds", p.GetDedupWindowSeconds()},
+		{"balance_window_seconds", p.GetBalanceWindowSeconds()},
+	}
+	for _, w := range windows {
+		if w.value > maxPolicyWindowSeconds {
+			return fail(pb.StatusCode_CONN_INVALID_REQUEST,
+				"%s.%s %d is above the maximum %d (30 days)", policyField, w.name, w.value, maxPolicyWindowSeconds)
+		}
+	}
+
+	perConcept, window := p.GetMaxInputsPerConcept(), p.GetBalanceWindowSeconds()
+	switch {
+	case perConcept > 0 && window == 0:
+		return fail(pb.StatusCode_CONN_INVALID_REQUEST,
+			"%s.max_inputs_per_concept needs %s.balance_window_seconds: set the window in which the cap applies",
+			policyField, policyField)
+	case window > 0 && perConcept == 0:
+		return fail(pb.StatusCode_CONN_INVALID_REQUEST,
+			"%s.balance_window_seconds needs %s.max_inputs_per_concept: set how many inputs per concept the window keeps",
+			policyField, policyField)
+	}
+	return nil
 }

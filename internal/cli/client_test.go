@@ -189,7 +189,7 @@ func tableRows(t *testing.T, out string, header ...string) []map[string]string {
 	return rows
 }
 
-var collectorHeader = []string{"ID", "MODEL", "CALLER", "SAMPLE", "STATUS", "CREATED"}
+var collectorHeader = []string{"ID", "MODEL", "CALLER", "SAMPLE", "STATUS", "POLICY", "CREATED"}
 
 // deadAddress returns a loopback address on which nothing listens.
 func deadAddress(t *testing.T) string {

@@ -12,6 +12,7 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	pb "github.com/collectord/collectord/internal/pb/clarifaipb"
 )
@@ -26,6 +27,11 @@ Commands:
   pause ID...           stop collecting (status COLLECTOR_INACTIVE)
   resume ID...          collect again (status COLLECTOR_ACTIVE)
   delete ID... | --all
+  preview ID            outcome counts and the newest records of the collector
+
+Policy flags of create and update: --max-per-hour N, --max-per-day N,
+--dedup-window DURATION, --max-per-concept N with --balance-window DURATION,
+--preview. 0 turns a limit off.
 
 They call the REST API of a running "collectord run": the address comes from
 --api or $COLLECTORD_API, the API key from --key or $COLLECTORD_KEY, and the
@@ -53,6 +59,8 @@ func collectorsCommand(ctx context.Context, args []string, stdout, stderr io.Wri
 		return collectorsSetStatus(ctx, "resume", pb.StatusCode_COLLECTOR_ACTIVE, args[1:], stdout, stderr)
 	case "delete":
 		return collectorsDelete(ctx, args[1:], stdout, stderr)
+	case "preview":
+		return collectorsPreview(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		fmt.Fprint(stdout, collectorsUsage)
 		return nil
@@ -76,6 +84,13 @@ type collectorFlags struct {
 	preQueue       string
 	postQueue      string
 	postInputsKey  string
+
+	maxPerHour    uint
+	maxPerDay     uint
+	dedupWindow   time.Duration
+	maxPerConcept uint
+	balanceWindow time.Duration
+	preview       bool
 }
 
 func addCollectorFlags(fs *flag.FlagSet) *collectorFlags {
@@ -93,6 +108,16 @@ func addCollectorFlags(fs *flag.FlagSet) *collectorFlags {
 	fs.StringVar(&f.postInputsKey, "post-inputs-key", "",
 		"API key with scope Inputs_Add on the app, used to store the inputs (default $"+envPostInputsKey+
 			"; prefer the environment variable, because flags show in the process list)")
+
+	fs.UintVar(&f.maxPerHour, "max-per-hour", 0, "keep at most this many inputs per rolling hour; 0 is no cap")
+	fs.UintVar(&f.maxPerDay, "max-per-day", 0, "keep at most this many inputs per rolling day; 0 is no cap")
+	fs.DurationVar(&f.dedupWindow, "dedup-window", 0,
+		"drop an input whose content equals one kept within this duration, such as 10m; 0 turns deduplication off")
+	fs.UintVar(&f.maxPerConcept, "max-per-concept", 0,
+		"keep at most this many inputs per predicted top concept within --balance-window; 0 is no cap")
+	fs.DurationVar(&f.balanceWindow, "balance-window", 0, "the window of --max-per-concept, such as 24h")
+	fs.BoolVar(&f.preview, "preview", false,
+		"count what the collector would keep and store the newest records for \"collectors preview\", but ingest nothing")
 	return f
 }
 
@@ -123,10 +148,68 @@ func (f *collectorFlags) set(col *pb.Collector, name string) bool {
 		col.PostQueueWorkflowId = f.postQueue
 	case "post-inputs-key":
 		src.PostInputsKeyId = f.postInputsKey
+	case "max-per-hour":
+		policyOf(col).MaxInputsPerHour = uint32(f.maxPerHour)
+	case "max-per-day":
+		policyOf(col).MaxInputsPerDay = uint32(f.maxPerDay)
+	case "dedup-window":
+		policyOf(col).DedupWindowSeconds = uint32(f.dedupWindow / time.Second)
+	case "max-per-concept":
+		policyOf(col).MaxInputsPerConcept = uint32(f.maxPerConcept)
+	case "balance-window":
+		policyOf(col).BalanceWindowSeconds = uint32(f.balanceWindow / time.Second)
+	case "preview":
+		policyOf(col).Preview = f.preview
 	default:
 		return false
 	}
 	return true
+}
+
+// policyOf returns the policy of col, creating it when absent.
+func policyOf(col *pb.Collector) *pb.CollectorPolicy {
+	if col.Policy == nil {
+		col.Policy = &pb.CollectorPolicy{}
+	}
+	return col.Policy
+}
+
+// checkPolicyFlags rejects policy values that the API cannot carry: counts
+// above 32 bits, and windows that are negative, not whole seconds or above
+// 32 bits of seconds. The API checks the rest.
+func (f *collectorFlags) checkPolicyFlags() error {
+	counts := []struct {
+		flag  string
+		value uint
+	}{
+		{"--max-per-hour", f.maxPerHour},
+		{"--max-per-day", f.maxPerDay},
+		{"--max-per-concept", f.maxPerConcept},
+	}
+	for _, c := range counts {
+		if c.value > math.MaxUint32 {
+			return fmt.Errorf("%w: %s %d is above %d", ErrUsage, c.flag, c.value, uint64(math.MaxUint32))
+		}
+	}
+
+	windows := []struct {
+		flag  string
+		value time.Duration
+	}{
+		{"--dedup-window", f.dedupWindow},
+		{"--balance-window", f.balanceWindow},
+	}
+	for _, w := range windows {
+		switch {
+		case w.value < 0:
+			return fmt.Errorf("%w: %s %s is negative", ErrUsage, w.flag, w.value)
+		case w.value%time.Second != 0:
+			return fmt.Errorf("%w: %s %s is not a whole number of seconds", ErrUsage, w.flag, w.value)
+		case w.value/time.Second > math.MaxUint32:
+			return fmt.Errorf("%w: %s %s is too long", ErrUsage, w.flag, w.value)
+		}
+	}
+	return nil
 }
 
 // sourceOf returns the model source of col, creating it when absent.
@@ -140,9 +223,10 @@ func sourceOf(col *pb.Collector) *pb.APIPostModelOutputsCollectorSource {
 	return col.CollectorSource.ApiPostModelOutputsCollectorSource
 }
 
-// newCollectorsClient returns a client for a collectors command. The long
-// paths name a user only together with an app.
-func newCollectorsClient(f *apiFlags, stdout, stderr io.Writer) (*apiClient, error) {
+// newAppClient returns a client for a command on the resources of one app,
+// such as collectors or workflows. The long paths name a user only together
+// with an app.
+func newAppClient(f *apiFlags, stdout, stderr io.Writer) (*apiClient, error) {
 	if f.app == "" && f.user != "" && f.user != "me" {
 		return nil, fmt.Errorf("%w: --user %q needs --app, because without --app the key's own user and app apply", ErrUsage, f.user)
 	}
@@ -166,14 +250,28 @@ func collectorsCreate(ctx context.Context, args []string, stdout, stderr io.Writ
 	if err := checkCreateFlags(*id, fields, postInputsKey); err != nil {
 		return err
 	}
-	client, err := newCollectorsClient(apiFlags, stdout, stderr)
+	if err := fields.checkPolicyFlags(); err != nil {
+		return err
+	}
+	client, err := newAppClient(apiFlags, stdout, stderr)
 	if err != nil {
 		return err
 	}
 	client.secrets = append(client.secrets, postInputsKey)
 
+	// Only the policy flags given make a policy, so a collector created
+	// without them has none.
 	col := &pb.Collector{Id: *id}
-	fs.VisitAll(func(fl *flag.Flag) { fields.set(col, fl.Name) })
+	fs.VisitAll(func(fl *flag.Flag) {
+		if !isPolicyFlag(fl.Name) {
+			fields.set(col, fl.Name)
+		}
+	})
+	fs.Visit(func(fl *flag.Flag) {
+		if isPolicyFlag(fl.Name) {
+			fields.set(col, fl.Name)
+		}
+	})
 	sourceOf(col).PostInputsKeyId = postInputsKey
 
 	req := &pb.PostCollectorsRequest{Collectors: []*pb.Collector{col}}
@@ -182,6 +280,14 @@ func collectorsCreate(ctx context.Context, args []string, stdout, stderr io.Writ
 		return err
 	}
 	return client.printCollectors(resp, resp.GetCollectors())
+}
+
+func isPolicyFlag(name string) bool {
+	switch name {
+	case "max-per-hour", "max-per-day", "dedup-window", "max-per-concept", "balance-window", "preview":
+		return true
+	}
+	return false
 }
 
 // checkCreateFlags rejects a create command without the fields that the API
@@ -221,7 +327,7 @@ func collectorsList(ctx context.Context, args []string, stdout, stderr io.Writer
 	if err != nil {
 		return err
 	}
-	client, err := newCollectorsClient(apiFlags, stdout, stderr)
+	client, err := newAppClient(apiFlags, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -260,7 +366,7 @@ func collectorsGet(ctx context.Context, args []string, stdout, stderr io.Writer)
 	if len(positional) != 1 {
 		return fmt.Errorf("%w: collectors get takes one collector ID, got %d arguments", ErrUsage, len(positional))
 	}
-	client, err := newCollectorsClient(apiFlags, stdout, stderr)
+	client, err := newAppClient(apiFlags, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -303,8 +409,11 @@ func collectorsUpdate(ctx context.Context, args []string, stdout, stderr io.Writ
 	if len(changed) == 0 && newKey == "" {
 		return fmt.Errorf("%w: nothing to update: give at least one field flag, such as --description or --sample", ErrUsage)
 	}
+	if err := fields.checkPolicyFlags(); err != nil {
+		return err
+	}
 
-	client, err := newCollectorsClient(apiFlags, stdout, stderr)
+	client, err := newAppClient(apiFlags, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -375,7 +484,7 @@ func collectorsSetStatus(ctx context.Context, verb string, code pb.StatusCode, a
 	if len(ids) == 0 {
 		return fmt.Errorf("%w: collectors %s takes one or more collector IDs", ErrUsage, verb)
 	}
-	client, err := newCollectorsClient(apiFlags, stdout, stderr)
+	client, err := newAppClient(apiFlags, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -419,7 +528,7 @@ func collectorsDelete(ctx context.Context, args []string, stdout, stderr io.Writ
 	case !*all && len(ids) == 0:
 		return fmt.Errorf("%w: collectors delete takes one or more collector IDs, or --all", ErrUsage)
 	}
-	client, err := newCollectorsClient(apiFlags, stdout, stderr)
+	client, err := newAppClient(apiFlags, stdout, stderr)
 	if err != nil {
 		return err
 	}
@@ -455,14 +564,52 @@ func (c *apiClient) printCollectors(resp statusResponse, cols []*pb.Collector) e
 		return c.printJSON(resp)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "ID\tMODEL\tCALLER\tSAMPLE\tSTATUS\tCREATED")
+	fmt.Fprintln(tw, "ID\tMODEL\tCALLER\tSAMPLE\tSTATUS\tPOLICY\tCREATED")
 	for _, col := range cols {
 		src := col.GetCollectorSource().GetApiPostModelOutputsCollectorSource()
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n",
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			col.GetId(), modelName(src), callerName(src), sampleText(col.GetPreQueueRandomSample()),
-			collectorState(col.GetStatus()), formatTime(col.GetCreatedAt()))
+			collectorState(col.GetStatus()), policyText(col.GetPolicy()), formatTime(col.GetCreatedAt()))
 	}
 	return tw.Flush()
+}
+
+// policyText returns the limits of a policy in one table cell, such as
+// "100/h,1000/d,dedup=10m,5/concept/24h,preview", or "-" for none.
+func policyText(p *pb.CollectorPolicy) string {
+	var parts []string
+	if n := p.GetMaxInputsPerHour(); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d/h", n))
+	}
+	if n := p.GetMaxInputsPerDay(); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d/d", n))
+	}
+	if s := p.GetDedupWindowSeconds(); s > 0 {
+		parts = append(parts, "dedup="+secondsText(s))
+	}
+	if n := p.GetMaxInputsPerConcept(); n > 0 {
+		parts = append(parts, fmt.Sprintf("%d/concept/%s", n, secondsText(p.GetBalanceWindowSeconds())))
+	}
+	if p.GetPreview() {
+		parts = append(parts, "preview")
+	}
+	if len(parts) == 0 {
+		return "-"
+	}
+	return strings.Join(parts, ",")
+}
+
+// secondsText formats seconds as a Go duration without zero minutes and
+// seconds: 3600 is "1h", 5400 is "1h30m".
+func secondsText(seconds uint32) string {
+	text := (time.Duration(seconds) * time.Second).String()
+	if strings.HasSuffix(text, "m0s") {
+		text = strings.TrimSuffix(text, "0s")
+	}
+	if strings.HasSuffix(text, "h0m") {
+		text = strings.TrimSuffix(text, "0m")
+	}
+	return text
 }
 
 // modelName returns the source model as USER/APP/MODEL, with @VERSION when

@@ -79,6 +79,11 @@ func TestCollectors_Lifecycle(t *testing.T) {
 		t.Errorf("CREATED = %q, want the time of creation in RFC 3339", rows[0]["CREATED"])
 	}
 
+	// The workflows that the second collector names must exist first.
+	for _, wf := range []string{"filter-blurry", "auto-label"} {
+		file := writeFile(t, wf+".json", `{"id": "`+wf+`", "nodes": [{"id": "n", "model": {"model_type_id": "min-probability-above", "output_info": {"params": {"threshold": 0.1}}}}]}`)
+		run("workflows", "create", "--app", "dest", "--file", file)
+	}
 	run("collectors", "create", "--app", "dest", "--id", "colors", "--model-user", "clarifai",
 		"--model-app", "main", "--model", "color-recognition", "--model-version", "v2",
 		"--pre-queue-workflow", "filter-blurry", "--post-queue-workflow", "auto-label", "--collect-outputs")

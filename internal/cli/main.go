@@ -23,9 +23,12 @@ Usage:
                                    sidecar and ingest)
   collectord keys create|list|delete [flags]
                                    manage API keys in the store under --data-dir
-  collectord collectors create|list|get|update|delete|pause|resume [flags]
+  collectord collectors create|list|get|update|delete|pause|resume|preview [flags]
                                    manage collectors through the REST API of a
                                    running collectord (--api, $COLLECTORD_KEY)
+  collectord workflows create|list|get|delete [flags]
+                                   manage the workflows that collectors name
+                                   through the REST API
   collectord apps create|list|get [flags]
                                    manage apps through the REST API
   collectord deadletters list|replay|purge [flags]
@@ -64,6 +67,8 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return secretsCommand(ctx, args[1:], stdout, stderr)
 	case "collectors":
 		return collectorsCommand(ctx, args[1:], stdout, stderr)
+	case "workflows":
+		return workflowsCommand(ctx, args[1:], stdout, stderr)
 	case "apps":
 		return appsCommand(ctx, args[1:], stdout, stderr)
 	case "deadletters":

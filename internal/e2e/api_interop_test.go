@@ -145,7 +145,16 @@ func TestAPI_GRPCOfficialClient(t *testing.T) {
 	g := &grpcRunner{addr: s.addrs.GRPC, secrets: secrets}
 	f := &grpcFixture{t: t, alice: aliceKey, readOnly: readOnly, unknown: unknownKey}
 
+	g.run(t, f.workflowPhase())
 	g.run(t, f.firstPhase())
+
+	// A collector with a policy, which the Node client does not know
+	// (field 1000), made over REST in the app of the first phase.
+	rest.do(t, "POST", "/v2/users/me/apps/grpc-app/collectors", aliceKey,
+		`{"collectors": [{"id": "col-policy", "pre_queue_random_sample": 1, "policy": `+grpcPolicyJSON+`,
+			"collector_source": {"api_post_model_outputs_collector_source": {"model_user_id": "clarifai", "model_app_id": "main",
+			"model_id": "colors", "post_inputs_key_id": "`+aliceKey+`"}}}]}`, 200, pb.StatusCode_SUCCESS)
+
 	g.run(t, f.secondPhase())
 	t.Run("REST/paused collector stored", func(t *testing.T) {
 		body := rest.do(t, "GET", "/v2/users/me/apps/training/collectors/col-2", aliceKey, "", 200, pb.StatusCode_SUCCESS)
@@ -156,6 +165,14 @@ func TestAPI_GRPCOfficialClient(t *testing.T) {
 	})
 
 	g.run(t, f.thirdPhase())
+	t.Run("REST/policy kept after a Node client overwrite", func(t *testing.T) {
+		body := rest.do(t, "GET", "/v2/users/me/apps/grpc-app/collectors/col-policy", aliceKey, "", 200, pb.StatusCode_SUCCESS)
+		col := decodeJSON(t, body, &pb.SingleCollectorResponse{}).GetCollector()
+		requirePolicy(t, col, grpcPolicy)
+		if col.GetDescription() != "patched by the Node client" {
+			t.Errorf("description = %q, want the Node client's overwrite", col.GetDescription())
+		}
+	})
 	t.Run("REST/state after deletes", func(t *testing.T) {
 		body := rest.do(t, "GET", "/v2/users/me/apps/training/inputs", aliceKey, "", 200, pb.StatusCode_SUCCESS)
 		requireIDs(t, "inputs", decodeJSON(t, body, &pb.MultiInputResponse{}).GetInputs(), "in-1-png", "in-2-text")
@@ -167,6 +184,10 @@ func TestAPI_GRPCOfficialClient(t *testing.T) {
 	t.Run("REST/no collector left", func(t *testing.T) {
 		body := rest.do(t, "GET", "/v2/users/me/apps/training/collectors", aliceKey, "", 200, pb.StatusCode_SUCCESS)
 		requireIDs(t, "collectors", decodeJSON(t, body, &pb.MultiCollectorResponse{}).GetCollectors())
+	})
+	t.Run("REST/no workflow left", func(t *testing.T) {
+		body := rest.do(t, "GET", "/v2/users/me/apps/training/workflows", aliceKey, "", 200, pb.StatusCode_SUCCESS)
+		requireIDs(t, "workflows", decodeJSON(t, body, &pb.MultiWorkflowResponse{}).GetWorkflows())
 	})
 
 	requireNoSecrets(t, []byte(s.logs.String()), secrets)
@@ -295,42 +316,57 @@ func (f *grpcFixture) firstPhase() []grpcStep {
 			request: map[string]any{"user_app_id": map[string]any{"user_id": bob, "app_id": "bobs-app"}}},
 		{name: "ListInputs/per_page above maximum", rpc: "ListInputs", key: f.alice, want: pb.StatusCode_CONN_INVALID_REQUEST,
 			request: map[string]any{"user_app_id": trainingApp, "per_page": 1001}},
+		{name: "PostCollectors/unknown workflow", rpc: "PostCollectors", key: f.alice, want: pb.StatusCode_CONN_INVALID_REQUEST,
+			request: map[string]any{"user_app_id": trainingApp, "collectors": []any{map[string]any{
+				"id": "col-no-workflow", "post_queue_workflow_id": "wf-missing",
+				"collector_source": grpcSource("colors", f.alice),
+			}}},
+			check: func(t *testing.T, res interop.CallResult) {
+				requireDetails(t, decodeResult(t, res, &pb.MultiCollectorResponse{}).GetStatus(), `post_queue_workflow_id "wf-missing"`)
+			}},
+		{name: "GetWorkflow/stored", rpc: "GetWorkflow", key: f.alice, want: pb.StatusCode_SUCCESS,
+			request: map[string]any{"user_app_id": trainingApp, "workflow_id": "wf-pre"},
+			check: func(t *testing.T, res interop.CallResult) {
+				wf := decodeResult(t, res, &pb.SingleWorkflowResponse{}).GetWorkflow()
+				requireNodes(t, wf, "sample", "cats")
+				if wf.GetDescription() != "half of the cats" || wf.GetAppId() != "training" || wf.GetCreatedAt() == nil {
+					t.Errorf("workflow = %v, want wf-pre as posted", wf)
+				}
+				if got := wf.GetNodes()[0].GetModel().GetOutputInfo().GetParams().AsMap()["keep_fraction"]; got != 0.5 {
+					t.Errorf("keep_fraction = %v, want 0.5", got)
+				}
+			}},
+		{name: "ListWorkflows/second page", rpc: "ListWorkflows", key: f.alice, want: pb.StatusCode_SUCCESS,
+			request: map[string]any{"user_app_id": trainingApp, "page": 2, "per_page": 1},
+			check: func(t *testing.T, res interop.CallResult) {
+				// Both workflows share created_at, so the ID orders them.
+				requireIDs(t, "workflows", decodeResult(t, res, &pb.MultiWorkflowResponse{}).GetWorkflows(), "wf-pre")
+			}},
+		{name: "ListWorkflows/missing scope", rpc: "ListWorkflows", key: f.readOnly, want: pb.StatusCode_CONN_INSUFFICIENT_SCOPES,
+			request: map[string]any{"user_app_id": trainingApp},
+			check: func(t *testing.T, res interop.CallResult) {
+				requireDetails(t, decodeResult(t, res, &pb.MultiWorkflowResponse{}).GetStatus(), "Workflows_Get")
+			}},
 	}
 	return append(steps, f.unservedSteps()...)
 }
 
 // unservedSteps call the RPCs that collectord answers with NOT_IMPLEMENTED.
 func (f *grpcFixture) unservedSteps() []grpcStep {
-	workflow := map[string]any{"id": "wf-pre", "nodes": []any{
-		map[string]any{"id": "general", "model": map[string]any{"id": "general-image-recognition"}},
-	}}
-	requests := []struct {
-		rpc     string
-		request map[string]any
-	}{
-		{"PostWorkflows", map[string]any{"user_app_id": trainingApp, "workflows": []any{workflow}}},
-		{"GetWorkflow", map[string]any{"user_app_id": trainingApp, "workflow_id": "wf-pre"}},
-		{"ListWorkflows", map[string]any{"user_app_id": trainingApp, "page": 1, "per_page": 10}},
-		{"PatchWorkflows", map[string]any{"user_app_id": trainingApp, "action": "overwrite", "workflows": []any{workflow}}},
-		{"DeleteWorkflows", map[string]any{"user_app_id": trainingApp, "ids": []any{"wf-pre"}}},
-		{"PostModelOutputs", map[string]any{
-			"user_app_id": map[string]any{"user_id": "clarifai", "app_id": "main"},
-			"model_id":    "general-image-recognition",
-			"inputs":      []any{map[string]any{"data": map[string]any{"text": map[string]any{"raw": "hello"}}}},
-		}},
+	return []grpcStep{
+		{name: "PostModelOutputs/not implemented", rpc: "PostModelOutputs", key: f.alice, want: pb.StatusCode_NOT_IMPLEMENTED,
+			request: map[string]any{
+				"user_app_id": map[string]any{"user_id": "clarifai", "app_id": "main"},
+				"model_id":    "general-image-recognition",
+				"inputs":      []any{map[string]any{"data": map[string]any{"text": map[string]any{"raw": "hello"}}}},
+			}},
 	}
-
-	steps := make([]grpcStep, len(requests))
-	for i, r := range requests {
-		steps[i] = grpcStep{name: r.rpc + "/not implemented", rpc: r.rpc, key: f.alice, request: r.request, want: pb.StatusCode_NOT_IMPLEMENTED}
-	}
-	return steps
 }
 
 // secondPhase reads what the first phase stored, pauses col-2 and checks
 // the errors that need stored data.
 func (f *grpcFixture) secondPhase() []grpcStep {
-	return []grpcStep{
+	return append(f.secondPhaseWorkflows(), []grpcStep{
 		{name: "GetApp/created", rpc: "GetApp", key: f.alice, want: pb.StatusCode_SUCCESS,
 			request: map[string]any{"user_app_id": map[string]any{"user_id": "me", "app_id": "grpc-app"}},
 			check: func(t *testing.T, res interop.CallResult) {
@@ -433,12 +469,24 @@ func (f *grpcFixture) secondPhase() []grpcStep {
 			request: map[string]any{"user_app_id": trainingApp, "action": "overwrite", "collectors": []any{
 				grpcCollector("no-such-collector", "colors", f.alice, 1),
 			}}},
-	}
+	}...)
 }
 
-// thirdPhase resumes col-2 and deletes inputs and a collector.
+// thirdPhase resumes col-2, overwrites the collector with a policy and
+// deletes inputs and a collector.
 func (f *grpcFixture) thirdPhase() []grpcStep {
 	return []grpcStep{
+		// The Node client cannot send the policy, and the stored one stays.
+		{name: "PatchCollectors/collector with a policy", rpc: "PatchCollectors", key: f.alice, want: pb.StatusCode_SUCCESS,
+			request: map[string]any{"user_app_id": grpcApp, "action": "overwrite", "collectors": []any{map[string]any{
+				"id": "col-policy", "description": "patched by the Node client", "pre_queue_random_sample": 1,
+				"collector_source": map[string]any{"api_post_model_outputs_collector_source": map[string]any{
+					"model_user_id": "clarifai", "model_app_id": "main", "model_id": "colors",
+				}},
+			}}},
+			check: func(t *testing.T, res interop.CallResult) {
+				requireIDs(t, "collectors", decodeResult(t, res, &pb.MultiCollectorResponse{}).GetCollectors(), "col-policy")
+			}},
 		{name: "PatchCollectors/resume", rpc: "PatchCollectors", key: f.alice, want: pb.StatusCode_SUCCESS,
 			request: map[string]any{"user_app_id": trainingApp, "action": "overwrite", "collectors": []any{map[string]any{
 				"id": "col-2", "description": "resumed", "pre_queue_random_sample": 1,
@@ -473,9 +521,129 @@ func (f *grpcFixture) thirdPhase() []grpcStep {
 	}
 }
 
+// lastPhase deletes the remaining collectors and, since col-1 is gone, both
+// workflows.
 func (f *grpcFixture) lastPhase() []grpcStep {
 	return []grpcStep{
 		{name: "DeleteCollectors/delete_all", rpc: "DeleteCollectors", key: f.alice, want: pb.StatusCode_SUCCESS,
 			request: map[string]any{"user_app_id": trainingApp, "delete_all": true}},
+		{name: "DeleteWorkflows/both", rpc: "DeleteWorkflows", key: f.alice, want: pb.StatusCode_SUCCESS,
+			request: map[string]any{"user_app_id": trainingApp, "ids": []any{"wf-pre", "wf-post"}}},
+	}
+}
+
+// grpcApp is the user_app_id of the app the first phase creates.
+var grpcApp = map[string]any{"user_id": "me", "app_id": "grpc-app"}
+
+// grpcPolicyJSON is the policy of col-policy as REST JSON, and grpcPolicy
+// the same policy as a message.
+const grpcPolicyJSON = `{"max_inputs_per_day": 50, "dedup_window_seconds": 3600, "preview": true}`
+
+var grpcPolicy = &pb.CollectorPolicy{MaxInputsPerDay: 50, DedupWindowSeconds: 3600, Preview: true}
+
+// grpcNode returns a workflow node as proto3 JSON.
+func grpcNode(id, typeID string, params map[string]any, input string) map[string]any {
+	node := map[string]any{"id": id, "model": map[string]any{
+		"id": id, "model_type_id": typeID, "output_info": map[string]any{"params": params},
+	}}
+	if input != "" {
+		node["node_inputs"] = []any{map[string]any{"node_id": input}}
+	}
+	return node
+}
+
+// workflowPhase creates the workflows that col-1 of the first phase names,
+// and checks the errors of PostWorkflows.
+func (f *grpcFixture) workflowPhase() []grpcStep {
+	thresholder := grpcNode("cats", "concept-thresholder", map[string]any{"concept_threshold_type": "GREATER_THAN"}, "sample")
+	thresholder["model"].(map[string]any)["output_info"].(map[string]any)["data"] = map[string]any{
+		"concepts": []any{map[string]any{"id": "cat", "value": 0.8}},
+	}
+
+	return []grpcStep{
+		{name: "PostWorkflows/two", rpc: "PostWorkflows", key: f.alice, want: pb.StatusCode_SUCCESS,
+			request: map[string]any{"user_app_id": trainingApp, "workflows": []any{
+				map[string]any{"id": "wf-pre", "description": "half of the cats", "nodes": []any{
+					grpcNode("sample", "random-sample", map[string]any{"keep_fraction": 0.5}, ""),
+					thresholder,
+				}},
+				map[string]any{"id": "wf-post", "metadata": map[string]any{"owner": "vision-team"}, "nodes": []any{
+					grpcNode("floor", "min-probability-above", map[string]any{"threshold": 0.2}, ""),
+				}},
+			}},
+			check: func(t *testing.T, res interop.CallResult) {
+				wfs := decodeResult(t, res, &pb.MultiWorkflowResponse{}).GetWorkflows()
+				requireIDs(t, "workflows", wfs, "wf-pre", "wf-post")
+				if len(wfs) == 2 {
+					requireNodes(t, wfs[0], "sample", "cats")
+					if got := wfs[1].GetMetadata().AsMap()["owner"]; got != "vision-team" {
+						t.Errorf("wf-post metadata.owner = %v, want vision-team", got)
+					}
+				}
+			}},
+		{name: "PostWorkflows/invalid node", rpc: "PostWorkflows", key: f.alice, want: pb.StatusCode_WORKFLOW_INVALID_ARGUMENT,
+			request: map[string]any{"user_app_id": trainingApp, "workflows": []any{
+				map[string]any{"id": "wf-bad", "nodes": []any{
+					grpcNode("thr", "concept-thresholder", map[string]any{"concept_threshold_type": "ROUGHLY"}, ""),
+				}},
+			}},
+			check: func(t *testing.T, res interop.CallResult) {
+				resp := decodeResult(t, res, &pb.MultiWorkflowResponse{})
+				requireDetails(t, resp.GetStatus(), `workflows[0] (id "wf-bad")`, `workflow node "thr"`, "output_info.params.concept_threshold_type")
+				if len(resp.GetWorkflows()) != 0 {
+					t.Errorf("a rejected request returned workflows %q", idsOf(resp.GetWorkflows()))
+				}
+			}},
+		{name: "PostWorkflows/missing scope", rpc: "PostWorkflows", key: f.readOnly, want: pb.StatusCode_CONN_INSUFFICIENT_SCOPES,
+			request: map[string]any{"user_app_id": trainingApp, "workflows": []any{
+				map[string]any{"id": "wf-read-only", "nodes": []any{grpcNode("floor", "min-probability-above", map[string]any{"threshold": 0.2}, "")}},
+			}}},
+	}
+}
+
+// secondPhaseWorkflows patch a workflow, try to delete one that col-1 uses,
+// and read the collector whose policy the Node client does not know.
+func (f *grpcFixture) secondPhaseWorkflows() []grpcStep {
+	return []grpcStep{
+		{name: "PatchWorkflows/merge", rpc: "PatchWorkflows", key: f.alice, want: pb.StatusCode_SUCCESS,
+			request: map[string]any{"user_app_id": trainingApp, "action": "merge", "workflows": []any{
+				map[string]any{"id": "wf-post", "description": "floor then ceiling", "nodes": []any{
+					grpcNode("ceiling", "max-probability-below", map[string]any{"threshold": 0.9}, "floor"),
+				}},
+			}},
+			check: func(t *testing.T, res interop.CallResult) {
+				wfs := decodeResult(t, res, &pb.MultiWorkflowResponse{}).GetWorkflows()
+				requireIDs(t, "workflows", wfs, "wf-post")
+				if len(wfs) == 1 {
+					requireNodes(t, wfs[0], "floor", "ceiling")
+					if wfs[0].GetDescription() != "floor then ceiling" {
+						t.Errorf("description = %q", wfs[0].GetDescription())
+					}
+				}
+			}},
+		{name: "PatchWorkflows/unsupported action", rpc: "PatchWorkflows", key: f.alice, want: pb.StatusCode_CONN_INVALID_REQUEST,
+			request: map[string]any{"user_app_id": trainingApp, "action": "remove", "workflows": []any{map[string]any{"id": "wf-post"}}},
+			check: func(t *testing.T, res interop.CallResult) {
+				requireDetails(t, decodeResult(t, res, &pb.MultiWorkflowResponse{}).GetStatus(), `"remove"`, `"merge"`)
+			}},
+		{name: "DeleteWorkflows/in use", rpc: "DeleteWorkflows", key: f.alice, want: pb.StatusCode_FAILURE,
+			request: map[string]any{"user_app_id": trainingApp, "ids": []any{"wf-pre"}},
+			check: func(t *testing.T, res interop.CallResult) {
+				requireDetails(t, decodeResult(t, res, &pb.BaseResponse{}).GetStatus(), `workflow "wf-pre"`, `collector "col-1"`)
+			}},
+		{name: "GetWorkflow/unknown workflow", rpc: "GetWorkflow", key: f.alice, want: pb.StatusCode_WORKFLOW_DOES_NOT_EXIST,
+			request: map[string]any{"user_app_id": trainingApp, "workflow_id": "no-such-workflow"}},
+		{name: "GetCollector/with a policy", rpc: "GetCollector", key: f.alice, want: pb.StatusCode_SUCCESS,
+			request: map[string]any{"user_app_id": grpcApp, "collector_id": "col-policy"},
+			check: func(t *testing.T, res interop.CallResult) {
+				col := decodeResult(t, res, &pb.SingleCollectorResponse{}).GetCollector()
+				if col.GetId() != "col-policy" || col.GetPreQueueRandomSample() != 1 {
+					t.Errorf("collector = %v, want col-policy as posted", col)
+				}
+				// The Node client drops the field it does not know.
+				if col.GetPolicy() != nil {
+					t.Errorf("the Node client returned policy %v, which its schema lacks", col.GetPolicy())
+				}
+			}},
 	}
 }

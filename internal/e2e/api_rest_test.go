@@ -287,8 +287,10 @@ func TestAPI_REST(t *testing.T) {
 
 	c.run(t, restUserAndAppCases(pat, appKey, bobKey, unknownKey))
 	c.run(t, restInputCases(t, pat, appKey, readOnly))
+	c.run(t, restWorkflowCases(pat, appKey, readOnly))
 	c.run(t, restCollectorCases(pat, appKey, readOnly, unknownKey))
-	c.run(t, restUnservedCases(pat, appKey))
+	c.run(t, restWorkflowCleanupCases(pat, appKey))
+	c.run(t, restUnservedCases(pat))
 	c.run(t, restGatewayCases(pat))
 
 	requireNoSecrets(t, []byte(s.logs.String()), c.secrets)
@@ -520,7 +522,7 @@ func requireInputStatus(t *testing.T, in *pb.Input, code pb.StatusCode, details 
 func restCollectorCases(pat, appKey, readOnly, unknownKey string) []restCase {
 	const collectors = "/v2/users/me/apps/rest-app/collectors"
 
-	return []restCase{
+	cases := []restCase{
 		{name: "PostCollectors/all fields", method: "POST", path: collectors, key: pat,
 			body: `{"collectors": [{
 				"id": "col-1",
@@ -584,6 +586,17 @@ func restCollectorCases(pat, appKey, readOnly, unknownKey string) []restCase {
 			check: func(t *testing.T, body []byte) {
 				requireDetails(t, decodeJSON(t, body, &pb.MultiCollectorResponse{}).GetStatus(), `collectors[1] (id "col-1")`)
 			}},
+		{name: "PostCollectors/unknown workflow", method: "POST", path: collectors, key: pat,
+			body:     `{"collectors": [{"id": "col-no-workflow", "pre_queue_workflow_id": "wf-missing", ` + restSourceJSON("colors", pat) + `}]}`,
+			wantHTTP: 400, wantCode: pb.StatusCode_CONN_INVALID_REQUEST,
+			check: func(t *testing.T, body []byte) {
+				requireDetails(t, statusOf(t, body), `collectors[0] (id "col-no-workflow")`, `pre_queue_workflow_id "wf-missing"`)
+			}},
+		{name: "DeleteWorkflows/in use", method: "DELETE", path: "/v2/users/me/apps/rest-app/workflows", key: pat,
+			body: `{"ids": ["wf-pre"]}`, wantHTTP: 400, wantCode: pb.StatusCode_FAILURE,
+			check: func(t *testing.T, body []byte) {
+				requireDetails(t, statusOf(t, body), `workflow "wf-pre"`, `collector "col-1"`, "pre_queue_workflow_id")
+			}},
 		{name: "PostCollectors/unknown post_inputs_key_id", method: "POST", path: collectors, key: pat,
 			body:     `{"collectors": [{"id": "col-unknown-key", "pre_queue_random_sample": 1, ` + restSourceJSON("colors", unknownKey) + `}]}`,
 			wantHTTP: 400, wantCode: pb.StatusCode_CONN_INVALID_REQUEST,
@@ -633,6 +646,9 @@ func restCollectorCases(pat, appKey, readOnly, unknownKey string) []restCase {
 				requireIDs(t, "collectors", decodeJSON(t, body, &pb.MultiCollectorResponse{}).GetCollectors(), "col-3")
 			}},
 		{name: "ListCollectors/per_page above maximum", method: "GET", path: "/v2/collectors?per_page=1001", key: appKey, wantHTTP: 400, wantCode: pb.StatusCode_CONN_INVALID_REQUEST},
+	}
+	cases = append(cases, restPolicyCases(pat)...)
+	return append(cases, []restCase{
 
 		{name: "PatchCollectors/pause by name", method: "PATCH", path: collectors, key: pat,
 			body: `{"action": "overwrite", "collectors": [{
@@ -695,7 +711,7 @@ func restCollectorCases(pat, appKey, readOnly, unknownKey string) []restCase {
 					t.Errorf("body = %s, want an empty collectors list", body)
 				}
 			}},
-	}
+	}...)
 }
 
 func requireCollectorKey(t *testing.T, col *pb.Collector, want string) {
@@ -742,19 +758,8 @@ func requireCollector(t *testing.T, col *pb.Collector, state pb.StatusCode, key 
 	}
 }
 
-func restUnservedCases(pat, appKey string) []restCase {
-	const workflows = "/v2/users/me/apps/rest-app/workflows"
+func restUnservedCases(pat string) []restCase {
 	return []restCase{
-		{name: "PostWorkflows/not implemented", method: "POST", path: workflows, key: pat,
-			body: `{"workflows": [{"id": "wf-pre", "nodes": [{"id": "general", "model": {"id": "general-image-recognition"}}]}]}`, wantHTTP: 501, wantCode: pb.StatusCode_NOT_IMPLEMENTED},
-		{name: "GetWorkflow/not implemented", method: "GET", path: "/v2/workflows/wf-pre", key: appKey, wantHTTP: 501, wantCode: pb.StatusCode_NOT_IMPLEMENTED},
-		{name: "ListWorkflows/not implemented", method: "GET", path: workflows + "?page=1&per_page=10", key: pat, wantHTTP: 501, wantCode: pb.StatusCode_NOT_IMPLEMENTED},
-		{name: "PatchWorkflows/not implemented", method: "PATCH", path: "/v2/workflows", key: appKey,
-			body: `{"action": "overwrite", "workflows": [{"id": "wf-pre"}]}`, wantHTTP: 501, wantCode: pb.StatusCode_NOT_IMPLEMENTED},
-		{name: "DeleteWorkflows/not implemented", method: "DELETE", path: workflows, key: pat,
-			body: `{"ids": ["wf-pre"]}`, wantHTTP: 501, wantCode: pb.StatusCode_NOT_IMPLEMENTED},
-		{name: "DeleteWorkflows/unknown key", method: "DELETE", path: workflows, key: "not-a-key-of-this-server",
-			body: `{"ids": ["wf-pre"]}`, wantHTTP: 401, wantCode: pb.StatusCode_CONN_KEY_NOT_FOUND},
 		// The management API has no REST route for predicts, so a predict
 		// sent to it meets an unknown path.
 		{name: "PostModelOutputs/no REST route", method: "POST", path: "/v2/users/clarifai/apps/main/models/general-image-recognition/outputs", key: pat,
@@ -794,5 +799,268 @@ func restGatewayCases(pat string) []restCase {
 			body: `{"collectors": []}`, wantHTTP: 405, wantCode: pb.StatusCode_CONN_METHOD_NOT_ALLOWED},
 		{name: "Gateway/wrong method on user", method: "DELETE", path: "/v2/users/me", key: pat,
 			wantHTTP: 405, wantCode: pb.StatusCode_CONN_METHOD_NOT_ALLOWED},
+	}
+}
+
+// Workflow nodes as a curl user writes them: a random sample, a concept
+// thresholder that reads it, and a probability floor.
+const (
+	restSampleNode = `{"id": "sample", "model": {"id": "sample", "model_type_id": "random-sample",
+		"output_info": {"params": {"keep_fraction": 0.5}}}}`
+	restThresholdNode = `{"id": "cats", "model": {"id": "cats", "model_type_id": "concept-thresholder",
+		"output_info": {"params": {"concept_threshold_type": "GREATER_THAN"}, "data": {"concepts": [{"id": "cat", "value": 0.8}]}}},
+		"node_inputs": [{"node_id": "sample"}]}`
+	restFloorNode = `{"id": "floor", "model": {"id": "floor", "model_type_id": "min-probability-above",
+		"output_info": {"params": {"threshold": 0.2}}}}`
+)
+
+// nodeIDsOf returns the node IDs of a workflow, in order.
+func nodeIDsOf(wf *pb.Workflow) []string {
+	return idsOf(wf.GetNodes())
+}
+
+func requireNodes(t *testing.T, wf *pb.Workflow, want ...string) {
+	t.Helper()
+	if got := nodeIDsOf(wf); !slices.Equal(got, want) {
+		t.Errorf("workflow %s: nodes = %q, want %q", wf.GetId(), got, want)
+	}
+}
+
+func restWorkflowCases(pat, appKey, readOnly string) []restCase {
+	const workflows = "/v2/users/me/apps/rest-app/workflows"
+
+	return []restCase{
+		{name: "PostWorkflows/two", method: "POST", path: workflows, key: pat,
+			body: `{"workflows": [
+				{"id": "wf-pre", "description": "half of the cats", "nodes": [` + restSampleNode + `, ` + restThresholdNode + `]},
+				{"id": "wf-post", "metadata": {"owner": "vision-team"}, "nodes": [` + restFloorNode + `]}
+			]}`,
+			wantHTTP: 200, wantCode: pb.StatusCode_SUCCESS,
+			check: func(t *testing.T, body []byte) {
+				resp := decodeJSON(t, body, &pb.MultiWorkflowResponse{})
+				requireIDs(t, "workflows", resp.GetWorkflows(), "wf-pre", "wf-post")
+				if len(resp.GetWorkflows()) != 2 {
+					return
+				}
+				pre := resp.GetWorkflows()[0]
+				requireNodes(t, pre, "sample", "cats")
+				if pre.GetAppId() != "rest-app" || pre.GetUserId() != owner || pre.GetDescription() != "half of the cats" {
+					t.Errorf("wf-pre = app %q, user %q, description %q", pre.GetAppId(), pre.GetUserId(), pre.GetDescription())
+				}
+				requireRecent(t, "created_at", pre.GetCreatedAt().AsTime())
+				if got := resp.GetWorkflows()[1].GetMetadata().AsMap()["owner"]; got != "vision-team" {
+					t.Errorf("wf-post metadata.owner = %v, want vision-team", got)
+				}
+			}},
+		{name: "PostWorkflows/app key", method: "POST", path: "/v2/workflows", key: appKey,
+			body:     `{"workflows": [{"id": "wf-extra", "nodes": [` + restFloorNode + `]}]}`,
+			wantHTTP: 200, wantCode: pb.StatusCode_SUCCESS},
+		{name: "PostWorkflows/invalid nodes", method: "POST", path: workflows, key: pat,
+			body: `{"workflows": [
+				{"id": "unknown-op", "nodes": [{"id": "blur", "model": {"model_type_id": "blur-detector"}}]},
+				{"id": "no-param", "nodes": [{"id": "sample", "model": {"model_type_id": "random-sample"}}]},
+				{"id": "bad-comparator", "nodes": [{"id": "thr", "model": {"model_type_id": "concept-thresholder",
+					"output_info": {"params": {"concept_threshold_type": "ROUGHLY"}, "data": {"concepts": [{"id": "cat", "value": 0.5}]}}}}]},
+				{"id": "valid", "nodes": [` + restFloorNode + `]}
+			]}`,
+			wantHTTP: 400, wantCode: pb.StatusCode_WORKFLOW_INVALID_ARGUMENT,
+			check: func(t *testing.T, body []byte) {
+				resp := decodeJSON(t, body, &pb.MultiWorkflowResponse{})
+				requireDetails(t, resp.GetStatus(),
+					`workflows[0] (id "unknown-op")`, `workflow node "blur"`, "model.model_type_id", `"blur-detector"`,
+					`workflows[1] (id "no-param")`, `workflow node "sample"`, "output_info.params.keep_fraction",
+					`workflows[2] (id "bad-comparator")`, `workflow node "thr"`, "output_info.params.concept_threshold_type")
+				if strings.Contains(resp.GetStatus().GetDetails(), "workflows[3]") {
+					t.Errorf("status.details = %q names the valid workflow", resp.GetStatus().GetDetails())
+				}
+				if len(resp.GetWorkflows()) != 0 {
+					t.Errorf("a rejected request returned workflows %q", idsOf(resp.GetWorkflows()))
+				}
+			}},
+		// This node runs without remote model endpoints, so a remote-model
+		// node names an endpoint that does not exist.
+		{name: "PostWorkflows/remote model without endpoint", method: "POST", path: workflows, key: pat,
+			body: `{"workflows": [{"id": "wf-remote", "nodes": [{"id": "labeler", "model": {"model_type_id": "remote-model",
+				"output_info": {"params": {"endpoint": "labeler", "model_id": "general"}}}}]}]}`,
+			wantHTTP: 400, wantCode: pb.StatusCode_WORKFLOW_INVALID_ARGUMENT,
+			check: func(t *testing.T, body []byte) {
+				requireDetails(t, statusOf(t, body), `workflow node "labeler"`, "output_info.params.endpoint", `"labeler"`)
+			}},
+		{name: "PostWorkflows/duplicate id", method: "POST", path: workflows, key: pat,
+			body:     `{"workflows": [{"id": "wf-pre", "nodes": [` + restFloorNode + `]}]}`,
+			wantHTTP: 409, wantCode: pb.StatusCode_DATABASE_DUPLICATE_KEY},
+		{name: "PostWorkflows/missing scope", method: "POST", path: workflows, key: readOnly,
+			body:     `{"workflows": [{"id": "wf-read-only", "nodes": [` + restFloorNode + `]}]}`,
+			wantHTTP: 403, wantCode: pb.StatusCode_CONN_INSUFFICIENT_SCOPES,
+			check: func(t *testing.T, body []byte) {
+				requireDetails(t, statusOf(t, body), "Workflows_Add", "PostWorkflows")
+			}},
+
+		{name: "GetWorkflow/by path", method: "GET", path: workflows + "/wf-pre", key: pat, wantHTTP: 200, wantCode: pb.StatusCode_SUCCESS,
+			check: func(t *testing.T, body []byte) {
+				wf := decodeJSON(t, body, &pb.SingleWorkflowResponse{}).GetWorkflow()
+				requireNodes(t, wf, "sample", "cats")
+				if got := wf.GetNodes()[1].GetNodeInputs(); len(got) != 1 || got[0].GetNodeId() != "sample" {
+					t.Errorf("node cats reads %v, want sample", got)
+				}
+			}},
+		{name: "GetWorkflow/app key", method: "GET", path: "/v2/workflows/wf-post", key: appKey, wantHTTP: 200, wantCode: pb.StatusCode_SUCCESS,
+			check: func(t *testing.T, body []byte) {
+				requireNodes(t, decodeJSON(t, body, &pb.SingleWorkflowResponse{}).GetWorkflow(), "floor")
+			}},
+		{name: "GetWorkflow/unknown workflow", method: "GET", path: workflows + "/no-such-workflow", key: pat,
+			wantHTTP: 404, wantCode: pb.StatusCode_WORKFLOW_DOES_NOT_EXIST},
+		{name: "GetWorkflow/missing scope", method: "GET", path: workflows + "/wf-pre", key: readOnly,
+			wantHTTP: 403, wantCode: pb.StatusCode_CONN_INSUFFICIENT_SCOPES,
+			check: func(t *testing.T, body []byte) {
+				requireDetails(t, statusOf(t, body), "Workflows_Get")
+			}},
+
+		{name: "ListWorkflows/first page", method: "GET", path: workflows + "?page=1&per_page=2", key: pat, wantHTTP: 200, wantCode: pb.StatusCode_SUCCESS,
+			check: func(t *testing.T, body []byte) {
+				// Both workflows share created_at, so the ID orders them.
+				requireIDs(t, "workflows", decodeJSON(t, body, &pb.MultiWorkflowResponse{}).GetWorkflows(), "wf-post", "wf-pre")
+			}},
+		{name: "ListWorkflows/second page", method: "GET", path: workflows + "?page=2&per_page=2", key: pat, wantHTTP: 200, wantCode: pb.StatusCode_SUCCESS,
+			check: func(t *testing.T, body []byte) {
+				// The rejected batches above stored nothing.
+				requireIDs(t, "workflows", decodeJSON(t, body, &pb.MultiWorkflowResponse{}).GetWorkflows(), "wf-extra")
+			}},
+
+		{name: "PatchWorkflows/merge", method: "PATCH", path: workflows, key: pat,
+			body: `{"action": "merge", "workflows": [{"id": "wf-pre", "nodes": [
+				{"id": "sample", "model": {"model_type_id": "random-sample", "output_info": {"params": {"keep_fraction": 0.25}}}},
+				{"id": "floor", "model": {"model_type_id": "min-probability-above", "output_info": {"params": {"threshold": 0.1}}},
+				 "node_inputs": [{"node_id": "cats"}]}
+			]}]}`,
+			wantHTTP: 200, wantCode: pb.StatusCode_SUCCESS,
+			check: func(t *testing.T, body []byte) {
+				wf := decodeJSON(t, body, &pb.MultiWorkflowResponse{}).GetWorkflows()[0]
+				requireNodes(t, wf, "sample", "cats", "floor")
+				if got := wf.GetNodes()[0].GetModel().GetOutputInfo().GetParams().AsMap()["keep_fraction"]; got != 0.25 {
+					t.Errorf("merged sample keep_fraction = %v, want 0.25", got)
+				}
+				if wf.GetDescription() != "half of the cats" {
+					t.Errorf("merge without description changed it to %q", wf.GetDescription())
+				}
+			}},
+		{name: "PatchWorkflows/overwrite", method: "PATCH", path: "/v2/workflows", key: appKey,
+			body:     `{"action": "overwrite", "workflows": [{"id": "wf-extra", "description": "sample only", "nodes": [` + restSampleNode + `]}]}`,
+			wantHTTP: 200, wantCode: pb.StatusCode_SUCCESS,
+			check: func(t *testing.T, body []byte) {
+				wf := decodeJSON(t, body, &pb.MultiWorkflowResponse{}).GetWorkflows()[0]
+				requireNodes(t, wf, "sample")
+				if wf.GetDescription() != "sample only" {
+					t.Errorf("description = %q, want sample only", wf.GetDescription())
+				}
+			}},
+		{name: "PatchWorkflows/unsupported action", method: "PATCH", path: workflows, key: pat,
+			body:     `{"action": "remove", "workflows": [{"id": "wf-pre"}]}`,
+			wantHTTP: 400, wantCode: pb.StatusCode_CONN_INVALID_REQUEST,
+			check: func(t *testing.T, body []byte) {
+				requireDetails(t, statusOf(t, body), `"remove"`, `"overwrite"`, `"merge"`)
+			}},
+		{name: "PatchWorkflows/invalid node", method: "PATCH", path: workflows, key: pat,
+			body: `{"action": "merge", "workflows": [{"id": "wf-post", "nodes": [
+				{"id": "floor", "model": {"model_type_id": "min-probability-above", "output_info": {"params": {"threshold": 7}}}}
+			]}]}`,
+			wantHTTP: 400, wantCode: pb.StatusCode_WORKFLOW_INVALID_ARGUMENT,
+			check: func(t *testing.T, body []byte) {
+				requireDetails(t, statusOf(t, body), `workflows[0] (id "wf-post")`, `workflow node "floor"`, "output_info.params.threshold")
+			}},
+		{name: "PatchWorkflows/unknown workflow", method: "PATCH", path: workflows, key: pat,
+			body:     `{"action": "overwrite", "workflows": [{"id": "no-such-workflow", "nodes": [` + restFloorNode + `]}]}`,
+			wantHTTP: 404, wantCode: pb.StatusCode_WORKFLOW_DOES_NOT_EXIST},
+		{name: "PatchWorkflows/rejected patch changed nothing", method: "GET", path: workflows + "/wf-post", key: pat, wantHTTP: 200, wantCode: pb.StatusCode_SUCCESS,
+			check: func(t *testing.T, body []byte) {
+				wf := decodeJSON(t, body, &pb.SingleWorkflowResponse{}).GetWorkflow()
+				if got := wf.GetNodes()[0].GetModel().GetOutputInfo().GetParams().AsMap()["threshold"]; got != 0.2 {
+					t.Errorf("wf-post threshold = %v, want the stored 0.2", got)
+				}
+			}},
+	}
+}
+
+// restWorkflowCleanupCases run after every collector is deleted, so no
+// workflow is in use any more.
+func restWorkflowCleanupCases(pat, appKey string) []restCase {
+	const workflows = "/v2/users/me/apps/rest-app/workflows"
+	return []restCase{
+		{name: "DeleteWorkflows/one missing", method: "DELETE", path: workflows, key: pat,
+			body: `{"ids": ["wf-extra", "no-such-workflow"]}`, wantHTTP: 200, wantCode: pb.StatusCode_MIXED_STATUS,
+			check: func(t *testing.T, body []byte) {
+				requireDetails(t, statusOf(t, body), "deleted 1 of 2 workflows", `"no-such-workflow"`)
+			}},
+		{name: "DeleteWorkflows/unknown key", method: "DELETE", path: workflows, key: "not-a-key-of-this-server",
+			body: `{"ids": ["wf-pre"]}`, wantHTTP: 401, wantCode: pb.StatusCode_CONN_KEY_NOT_FOUND},
+		{name: "DeleteWorkflows/delete_all", method: "DELETE", path: "/v2/workflows", key: appKey,
+			body: `{"delete_all": true}`, wantHTTP: 200, wantCode: pb.StatusCode_SUCCESS},
+		{name: "DeleteWorkflows/none left", method: "GET", path: "/v2/workflows", key: appKey, wantHTTP: 200, wantCode: pb.StatusCode_SUCCESS,
+			check: func(t *testing.T, body []byte) {
+				if !bytes.Contains(body, []byte(`"workflows":[]`)) {
+					t.Errorf("body = %s, want an empty workflows list", body)
+				}
+			}},
+	}
+}
+
+// restPolicy is a collector policy with every field set.
+const restPolicy = `"policy": {"max_inputs_per_hour": 100, "max_inputs_per_day": 1000, "dedup_window_seconds": 600,
+	"max_inputs_per_concept": 5, "balance_window_seconds": 86400, "preview": true}`
+
+var wantRESTPolicy = &pb.CollectorPolicy{
+	MaxInputsPerHour: 100, MaxInputsPerDay: 1000, DedupWindowSeconds: 600,
+	MaxInputsPerConcept: 5, BalanceWindowSeconds: 86400, Preview: true,
+}
+
+func requirePolicy(t *testing.T, col *pb.Collector, want *pb.CollectorPolicy) {
+	t.Helper()
+	if got := col.GetPolicy(); !proto.Equal(got, want) {
+		t.Errorf("collector %s: policy = %v, want %v", col.GetId(), got, want)
+	}
+}
+
+// restPolicyCases create a preview collector with a policy, read it back,
+// overwrite it without a policy as Clarifai's clients do, and read its
+// empty preview.
+func restPolicyCases(pat string) []restCase {
+	const collectors = "/v2/users/me/apps/rest-app/collectors"
+	return []restCase{
+		{name: "PostCollectors/policy", method: "POST", path: collectors, key: pat,
+			body:     `{"collectors": [{"id": "col-policy", "pre_queue_random_sample": 1, ` + restPolicy + `, ` + restSourceJSON("colors", pat) + `}]}`,
+			wantHTTP: 200, wantCode: pb.StatusCode_SUCCESS,
+			check: func(t *testing.T, body []byte) {
+				requirePolicy(t, decodeJSON(t, body, &pb.MultiCollectorResponse{}).GetCollectors()[0], wantRESTPolicy)
+			}},
+		{name: "GetCollector/policy stored", method: "GET", path: collectors + "/col-policy", key: pat, wantHTTP: 200, wantCode: pb.StatusCode_SUCCESS,
+			check: func(t *testing.T, body []byte) {
+				requirePolicy(t, decodeJSON(t, body, &pb.SingleCollectorResponse{}).GetCollector(), wantRESTPolicy)
+			}},
+		{name: "PatchCollectors/without policy keeps it", method: "PATCH", path: collectors, key: pat,
+			body:     `{"action": "overwrite", "collectors": [{"id": "col-policy", "description": "no policy sent", "pre_queue_random_sample": 1, ` + restSourceJSON("colors", "") + `}]}`,
+			wantHTTP: 200, wantCode: pb.StatusCode_SUCCESS,
+			check: func(t *testing.T, body []byte) {
+				col := decodeJSON(t, body, &pb.MultiCollectorResponse{}).GetCollectors()[0]
+				requirePolicy(t, col, wantRESTPolicy)
+				if col.GetDescription() != "no policy sent" {
+					t.Errorf("description = %q, want the overwrite applied", col.GetDescription())
+				}
+			}},
+		{name: "PostCollectors/invalid policy", method: "POST", path: collectors, key: pat,
+			body: `{"collectors": [{"id": "col-bad-policy", "pre_queue_random_sample": 1,
+				"policy": {"max_inputs_per_concept": 3}, ` + restSourceJSON("colors", pat) + `}]}`,
+			wantHTTP: 400, wantCode: pb.StatusCode_CONN_INVALID_REQUEST,
+			check: func(t *testing.T, body []byte) {
+				requireDetails(t, statusOf(t, body), `collectors[0] (id "col-bad-policy")`, "policy.max_inputs_per_concept", "balance_window_seconds")
+			}},
+		{name: "GetCollectorPreview/no data", method: "GET", path: collectors + "/col-policy/preview", key: pat, wantHTTP: 200, wantCode: pb.StatusCode_SUCCESS,
+			check: func(t *testing.T, body []byte) {
+				p := decodeJSON(t, body, &pb.SingleCollectorPreviewResponse{}).GetPreview()
+				if p.GetCollectorId() != "col-policy" || len(p.GetCounts()) != 0 || len(p.GetRecords()) != 0 {
+					t.Errorf("preview = %v, want an empty preview of col-policy", p)
+				}
+			}},
+		{name: "GetCollectorPreview/unknown collector", method: "GET", path: collectors + "/no-such-collector/preview", key: pat,
+			wantHTTP: 404, wantCode: pb.StatusCode_COLLECTOR_MISSING},
 	}
 }

@@ -23,6 +23,7 @@ import (
 
 	"github.com/collectord/collectord/config"
 	"github.com/collectord/collectord/extproc"
+	"github.com/collectord/collectord/filter"
 	"github.com/collectord/collectord/internal/api"
 	"github.com/collectord/collectord/internal/capture"
 	"github.com/collectord/collectord/internal/collector"
@@ -32,6 +33,7 @@ import (
 	"github.com/collectord/collectord/internal/secret"
 	"github.com/collectord/collectord/internal/store"
 	"github.com/collectord/collectord/internal/telemetry"
+	"github.com/collectord/collectord/internal/workflow"
 )
 
 // Addrs are the addresses the listeners are bound to, which differ from the
@@ -55,6 +57,10 @@ type Node struct {
 	db        store.Store
 	resolver  *identity.Resolver
 	table     *collector.Table
+	workflows *workflow.Table
+	// filters compiles workflows, with the remote models the configuration
+	// names, for the API's validation and for the workflow table.
+	filters   filter.Config
 	nats      *ingest.Embedded
 	natsConn  *nats.Conn
 	queue     *ingest.Queue
@@ -207,6 +213,16 @@ func (n *Node) openStores(ctx context.Context) error {
 	}
 
 	n.table, err = collector.NewTable(n.collectors, collector.TableConfig{}, collector.TableDeps{Logger: n.logger, Meter: n.meter("collector")})
+	if err != nil {
+		return err
+	}
+
+	endpoints, err := n.cfg.Workflows.RemoteModelEndpoints()
+	if err != nil {
+		return err
+	}
+	n.filters = filter.Config{RemoteEndpoints: endpoints}
+	n.workflows, err = workflow.NewTable(db, n.filters, workflow.TableConfig{}, workflow.TableDeps{Meter: n.meter("workflow")})
 	return err
 }
 
@@ -307,7 +323,13 @@ func (n *Node) startWorkers() error {
 	n.workers, err = ingest.StartWorkers(n.queue, n.router, ingest.WorkerConfig{
 		Workers:        n.cfg.Ingest.Workers,
 		MaxBatchInputs: n.cfg.Ingest.BatchSize,
-	}, ingest.WorkerDeps{Meter: n.meter("ingest"), Logger: n.logger})
+	}, ingest.WorkerDeps{
+		Meter:     n.meter("ingest"),
+		Logger:    n.logger,
+		Workflows: n.workflows,
+		Ledger:    n.db,
+		Previews:  n.db,
+	})
 	return err
 }
 
@@ -321,6 +343,7 @@ func (n *Node) startCapture(ctx context.Context) error {
 		Callers:    n.resolver,
 		Collectors: n.table,
 		Sink:       n.publisher,
+		Workflows:  n.workflows,
 		Meter:      n.meter("capture"),
 		Logger:     n.logger,
 	})
@@ -334,6 +357,9 @@ func (n *Node) startCapture(ctx context.Context) error {
 func (n *Node) startAPI() error {
 	srv, err := api.New(api.Config{}, api.Deps{
 		Collectors: n.collectors,
+		Workflows:  n.db,
+		Previews:   n.db,
+		Filters:    n.filters,
 		Apps:       n.db,
 		Inputs:     n.db,
 		Keys:       n.resolver,

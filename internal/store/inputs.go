@@ -86,6 +86,12 @@ func (s *SQLite) prepareInputs(inputs []*clarifaipb.Input) ([]*storedInput, []er
 	var wg sync.WaitGroup
 	slots := make(chan struct{}, maxBlobWriters)
 	for i, in := range inputs {
+		// Only blob writes wait on the disk; an input without media bytes
+		// is encoded here, which costs less than a goroutine.
+		if !hasMediaBytes(in) {
+			prepared[i], errs[i] = s.prepareInput(i, in, createdAt[i])
+			continue
+		}
 		slots <- struct{}{}
 		wg.Add(1)
 		go func() {
@@ -96,6 +102,13 @@ func (s *SQLite) prepareInputs(inputs []*clarifaipb.Input) ([]*storedInput, []er
 	}
 	wg.Wait()
 	return prepared, errs
+}
+
+// hasMediaBytes reports whether an input carries image, video or audio bytes,
+// which prepareInput writes to blob files.
+func hasMediaBytes(in *clarifaipb.Input) bool {
+	data := in.GetData()
+	return len(data.GetImage().GetBase64()) > 0 || len(data.GetVideo().GetBase64()) > 0 || len(data.GetAudio().GetBase64()) > 0
 }
 
 // prepareInput validates one input, moves its media bytes into blob files and
