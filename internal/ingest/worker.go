@@ -48,9 +48,9 @@ type WorkerConfig struct {
 	// latency at low traffic, and the wait of Close for an idle fetch.
 	// Default 250ms.
 	FetchWait time.Duration
-	// MaxFetchBytes bounds the record bytes of one fetch, so that a
-	// stalled destination holds at most Workers times this much; a record
-	// larger than this is fetched alone. Default 8 MiB.
+	// MaxFetchBytes bounds the record bytes of one fetch, so a stalled
+	// destination holds at most Workers times this much. A larger record
+	// is fetched alone. Default 8 MiB.
 	MaxFetchBytes int
 	// MaxBatchBytes bounds the record bytes of one post. Default 4 MiB.
 	MaxBatchBytes int
@@ -315,7 +315,7 @@ func (w *Workers) run() {
 }
 
 // fetch returns up to FetchBatch records and MaxFetchBytes bytes, waiting
-// at most FetchWait. JetStream answers a fetch whose next record alone is
+// at most FetchWait. JetStream ends a fetch whose next record alone is
 // over the byte limit with an error and no record, so such a record is
 // then fetched alone without the limit: it must not stall the queue.
 func (w *Workers) fetch() ([]jetstream.Msg, error) {
