@@ -197,6 +197,13 @@ func TestWorkflows_DuplicatesCapturedOnce(t *testing.T) {
 	if !slices.Equal(got, want) {
 		t.Errorf("stored %v, want each text once: %v", got, want)
 	}
+
+	label := fmt.Sprintf(`collector="%s/unique/unique"`, owner)
+	for outcome, n := range map[string]int{"matched": 20, "enqueued": 20, "deduplicated": 15, "delivered": 5} {
+		if got := waitMetric(t, s, float64(n), "collectord_collector_inputs_total", label, `outcome="`+outcome+`"`); got != float64(n) {
+			t.Errorf("collector inputs with outcome %s = %v, want %d", outcome, got, n)
+		}
+	}
 }
 
 // TestWorkflows_PreviewIngestsNothing runs a preview collector with a

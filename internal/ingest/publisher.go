@@ -93,8 +93,10 @@ type Publisher struct {
 	js       jetstream.JetStream
 	cfg      PublisherConfig
 	captures *telemetry.Captures
-	logger   *slog.Logger
-	drops    *dropLog
+	// inputs counts enqueued and dropped records per collector.
+	inputs *telemetry.CollectorInputs
+	logger *slog.Logger
+	drops  *dropLog
 
 	handoff chan *capturepb.Record
 	// mu orders Offer against Close, so no Offer sends on a closed channel.
@@ -130,6 +132,10 @@ func newPublisher(q *Queue, cfg PublisherConfig, deps PublisherDeps) (*Publisher
 	if err != nil {
 		return nil, fmt.Errorf("publisher: register metrics: %w", err)
 	}
+	inputs, err := telemetry.NewCollectorInputs(meterOrNoop(deps.Meter))
+	if err != nil {
+		return nil, fmt.Errorf("publisher: register metrics: %w", err)
+	}
 
 	// A JetStream context of its own, so the asynchronous publish limits
 	// and timeout apply to this publisher only.
@@ -146,6 +152,7 @@ func newPublisher(q *Queue, cfg PublisherConfig, deps PublisherDeps) (*Publisher
 		js:       js,
 		cfg:      cfg,
 		captures: captures,
+		inputs:   inputs,
 		logger:   logger.With("component", "ingest_publisher"),
 		drops:    newDropLog(),
 		handoff:  make(chan *capturepb.Record, cfg.HandoffSize),
@@ -279,7 +286,7 @@ func (p *Publisher) publishBatch(batch []*capturepb.Record) {
 			var ack *jetstream.PubAck
 			ack, err = p.waitAck(f.future)
 			if err == nil {
-				p.accepted(ack, false)
+				p.accepted(f.rec, ack, false)
 				continue
 			}
 		}
@@ -309,11 +316,22 @@ func (p *Publisher) waitAck(future jetstream.PubAckFuture) (*jetstream.PubAck, e
 // it is this publisher's own earlier attempt, stored although its
 // acknowledgement was lost (a cluster changing stream leader loses some),
 // and it was counted neither as enqueued nor as dropped.
-func (p *Publisher) accepted(ack *jetstream.PubAck, retried bool) {
+func (p *Publisher) accepted(rec *capturepb.Record, ack *jetstream.PubAck, retried bool) {
 	if ack != nil && ack.Duplicate && !retried {
 		return
 	}
 	p.captures.Add(context.Background(), telemetry.OutcomeEnqueued, "", 1)
+	p.countCollector(rec, telemetry.OutcomeEnqueued, "")
+}
+
+// countCollector counts a record in the per-collector metric. The small
+// records a preview collector sends for the inputs it dropped are not
+// inputs, so they are left out.
+func (p *Publisher) countCollector(rec *capturepb.Record, outcome, reason string) {
+	if rec.GetPreviewDropReason() != "" {
+		return
+	}
+	p.inputs.Add(context.Background(), rec.GetUserId(), rec.GetAppId(), rec.GetCollectorId(), outcome, "", reason, 1)
 }
 
 // retry republishes a record whose first publish failed. The record ID
@@ -344,7 +362,7 @@ func (p *Publisher) retry(rec *capturepb.Record, data []byte, err error) {
 		ack, err = p.js.PublishMsg(ctx, p.newMsg(rec, data), jetstream.WithMsgID(rec.GetId()))
 		cancel()
 		if err == nil {
-			p.accepted(ack, true)
+			p.accepted(rec, ack, true)
 			return
 		}
 	}
@@ -383,6 +401,7 @@ func (p *Publisher) newMsg(rec *capturepb.Record, data []byte) *nats.Msg {
 
 func (p *Publisher) drop(rec *capturepb.Record, reason string, err error) {
 	p.captures.Add(context.Background(), telemetry.OutcomeDropped, reason, 1)
+	p.countCollector(rec, telemetry.OutcomeDropped, reason)
 	if n, ok := p.drops.due(reason); ok {
 		attrs := []any{"reason", reason, "record_id", rec.GetId(), "dropped_since_last_log", n}
 		if err != nil {
