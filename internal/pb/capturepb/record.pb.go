@@ -61,7 +61,9 @@ type Record struct {
 	// applies them, because only it sees the records of every sidecar.
 	Policy *clarifaipb.CollectorPolicy `protobuf:"bytes,20,opt,name=policy,proto3" json:"policy,omitempty"`
 	// SHA-256, in hex, of the input's content: its bytes, or its URL when it
-	// has none. The worker drops duplicates by it.
+	// has none. The worker drops duplicates by it. Set only when the
+	// collector's policy has a dedup window, because hashing large media
+	// costs the assemblers time.
 	ContentHash string `protobuf:"bytes,21,opt,name=content_hash,json=contentHash,proto3" json:"content_hash,omitempty"`
 	// The concept with the highest value in the SUCCESS output, for
 	// class-balanced sampling; blank when the response was not read.
