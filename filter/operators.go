@@ -268,7 +268,7 @@ func newConceptSynonymMapper(nodeID string, params *structpb.Struct, fallback ma
 	}
 
 	if len(fallback) == 0 {
-		return nil, paramError(nodeID, "output_info.params.synonyms", "missing parameter, and Config.Synonyms is empty: set a mapping table such as {\"kitten\": \"cat\"}")
+		return nil, paramError(nodeID, "output_info.params.synonyms", "missing parameter: set a mapping table from source to destination concept IDs, such as {\"kitten\": \"cat\"}")
 	}
 
 	for source, destinations := range fallback {

@@ -54,7 +54,7 @@ func TestCompile_SynonymsErrors(t *testing.T) {
 		fallback map[string][]string
 		parts    []string
 	}{
-		{"both missing", nil, nil, []string{`"m"`, "output_info.params.synonyms:", "Config.Synonyms"}},
+		{"both missing", nil, nil, []string{`"m"`, "output_info.params.synonyms:", "mapping table"}},
 		{"not an object", map[string]any{"synonyms": "cat"}, nil, []string{`"m"`, "output_info.params.synonyms:", "object"}},
 		{"list instead of object", map[string]any{"synonyms": []any{"cat"}}, nil, []string{`"m"`, "output_info.params.synonyms:", "object"}},
 		{"empty object", map[string]any{"synonyms": map[string]any{}}, map[string][]string{"kitten": {"cat"}}, []string{`"m"`, "output_info.params.synonyms:", "non-empty"}},

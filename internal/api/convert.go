@@ -140,9 +140,10 @@ func checkFilters(in *pb.Collector) error {
 		}
 	}
 
-	if in.GetPreQueueWorkflowId() == "" && in.GetPostQueueWorkflowId() == "" && sample == 0 {
+	// A policy alone is a complete rule: keep everything within its limits.
+	if in.GetPreQueueWorkflowId() == "" && in.GetPostQueueWorkflowId() == "" && sample == 0 && !hasPolicy(in.GetPolicy()) {
 		return fail(pb.StatusCode_CONN_INVALID_REQUEST,
-			"set at least one of pre_queue_workflow_id, post_queue_workflow_id or pre_queue_random_sample")
+			"set at least one of pre_queue_workflow_id, post_queue_workflow_id, pre_queue_random_sample or policy")
 	}
 	return nil
 }
@@ -184,12 +185,23 @@ func policyFromProto(in *pb.CollectorPolicy) (collector.Policy, error) {
 	if err := checkPolicy(in); err != nil {
 		return collector.Policy{}, err
 	}
-	return collector.Policy{
+	p := collector.Policy{
 		MaxPerHour:    int(in.GetMaxInputsPerHour()),
 		MaxPerDay:     int(in.GetMaxInputsPerDay()),
 		DedupWindow:   time.Duration(in.GetDedupWindowSeconds()) * time.Second,
 		MaxPerConcept: int(in.GetMaxInputsPerConcept()),
 		BalanceWindow: time.Duration(in.GetBalanceWindowSeconds()) * time.Second,
 		Preview:       in.GetPreview(),
-	}, nil
+	}
+	if p.MaxPerConcept == 0 {
+		// The class cap is off, so its window is stored as unset too.
+		p.BalanceWindow = 0
+	}
+	return p, nil
+}
+
+// hasPolicy reports whether a request sets any limit or preview.
+func hasPolicy(in *pb.CollectorPolicy) bool {
+	return in.GetMaxInputsPerHour() > 0 || in.GetMaxInputsPerDay() > 0 || in.GetDedupWindowSeconds() > 0 ||
+		in.GetMaxInputsPerConcept() > 0 || in.GetPreview()
 }

@@ -72,8 +72,6 @@ func TestPolicy_Invalid(t *testing.T) {
 	}{
 		{name: "concept cap without window", in: &pb.CollectorPolicy{MaxInputsPerConcept: 3},
 			want: []string{"policy.max_inputs_per_concept needs policy.balance_window_seconds"}},
-		{name: "window without concept cap", in: &pb.CollectorPolicy{BalanceWindowSeconds: 60},
-			want: []string{"policy.balance_window_seconds needs policy.max_inputs_per_concept"}},
 		{name: "dedup window above 30 days", in: &pb.CollectorPolicy{DedupWindowSeconds: maxPolicyWindowSeconds + 1},
 			want: []string{"policy.dedup_window_seconds", "30 days"}},
 		{name: "balance window above 30 days", in: &pb.CollectorPolicy{MaxInputsPerConcept: 1, BalanceWindowSeconds: maxPolicyWindowSeconds + 1},
@@ -288,5 +286,31 @@ func TestWorkflowDeleteError(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// A balance window without a concept cap is accepted and dropped, because 0
+// turns the cap off like every other limit.
+func TestPolicy_WindowWithoutCap(t *testing.T) {
+	p, err := policyFromProto(&pb.CollectorPolicy{BalanceWindowSeconds: 60, MaxInputsPerHour: 5})
+	if err != nil {
+		t.Fatalf("policyFromProto: %v", err)
+	}
+	if p.BalanceWindow != 0 || p.MaxPerHour != 5 {
+		t.Errorf("policy = %+v, want no balance window and 5 per hour", p)
+	}
+}
+
+// A policy alone is enough for a collector: it keeps everything within its
+// limits.
+func TestCollector_PolicyAlone(t *testing.T) {
+	if !hasPolicy(&pb.CollectorPolicy{DedupWindowSeconds: 600}) {
+		t.Error("hasPolicy(dedup window) = false, want true")
+	}
+	if hasPolicy(&pb.CollectorPolicy{BalanceWindowSeconds: 600}) {
+		t.Error("hasPolicy(window without cap) = true, want false")
+	}
+	if hasPolicy(nil) {
+		t.Error("hasPolicy(nil) = true, want false")
 	}
 }

@@ -100,8 +100,6 @@ func TestREST_CollectorPolicyInvalid(t *testing.T) {
 	}{
 		{name: "concept cap without window", policy: `{"max_inputs_per_concept":3}`,
 			want: []string{"policy.max_inputs_per_concept", "balance_window_seconds"}},
-		{name: "window without concept cap", policy: `{"balance_window_seconds":60}`,
-			want: []string{"policy.balance_window_seconds", "max_inputs_per_concept"}},
 		{name: "dedup window above 30 days", policy: `{"dedup_window_seconds":2592001}`,
 			want: []string{"policy.dedup_window_seconds", "30 days"}},
 		{name: "hour budget too large", policy: `{"max_inputs_per_hour":4000000000}`,
@@ -142,7 +140,7 @@ func TestGRPC_CollectorPolicy(t *testing.T) {
 	}
 
 	col.Id = "g-bad"
-	col.Policy = &pb.CollectorPolicy{BalanceWindowSeconds: 10}
+	col.Policy = &pb.CollectorPolicy{MaxInputsPerConcept: 10}
 	bad, err := env.grpc.PostCollectors(ctx, &pb.PostCollectorsRequest{UserAppId: app, Collectors: []*pb.Collector{col}})
 	if err != nil {
 		t.Fatalf("PostCollectors: %v", err)

@@ -144,10 +144,8 @@ func checkPolicy(p *pb.CollectorPolicy) error {
 		return fail(pb.StatusCode_CONN_INVALID_REQUEST,
 			"%s.max_inputs_per_concept needs %s.balance_window_seconds: set the window in which the cap applies",
 			policyField, policyField)
-	case window > 0 && perConcept == 0:
-		return fail(pb.StatusCode_CONN_INVALID_REQUEST,
-			"%s.balance_window_seconds needs %s.max_inputs_per_concept: set how many inputs per concept the window keeps",
-			policyField, policyField)
 	}
+	// A window without a cap is allowed: 0 turns the cap off, like every
+	// other limit, and the window then does nothing.
 	return nil
 }

@@ -21,6 +21,10 @@ Commands:
   create --file FILE    FILE ("-" for stdin) contains one workflow as JSON in the
                         Clarifai REST shape, {"id": ..., "nodes": [...]}, or a
                         whole request body, {"workflows": [...]}
+  update --file FILE    replaces the nodes, description and metadata of the
+                        workflows in FILE (same shape as create) by ID; a
+                        collector that names a workflow uses the new version
+                        from its next predict
   list [--page N] [--per-page N]
   get ID
   delete ID... | --all
@@ -42,6 +46,8 @@ func workflowsCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 	switch args[0] {
 	case "create":
 		return workflowsCreate(ctx, args[1:], stdout, stderr)
+	case "update":
+		return workflowsUpdate(ctx, args[1:], stdout, stderr)
 	case "list":
 		return workflowsList(ctx, args[1:], stdout, stderr)
 	case "get":
@@ -58,7 +64,17 @@ func workflowsCommand(ctx context.Context, args []string, stdout, stderr io.Writ
 }
 
 func workflowsCreate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := newFlagSet("workflows create", stderr)
+	return workflowsWrite(ctx, "create", args, stdout, stderr)
+}
+
+func workflowsUpdate(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	return workflowsWrite(ctx, "update", args, stdout, stderr)
+}
+
+// workflowsWrite posts the workflows of a file (create) or patches the
+// stored ones with action overwrite (update).
+func workflowsWrite(ctx context.Context, command string, args []string, stdout, stderr io.Writer) error {
+	fs := newFlagSet("workflows "+command, stderr)
 	apiFlags := addAPIFlags(fs)
 	file := fs.String("file", "", `JSON file with the workflow, or "-" for stdin (required)`)
 	positional, err := parseInterspersed(fs, args)
@@ -66,7 +82,7 @@ func workflowsCreate(ctx context.Context, args []string, stdout, stderr io.Write
 		return err
 	}
 	if len(positional) > 0 {
-		return fmt.Errorf("%w: workflows create takes no arguments, got %q: give the workflow with --file", ErrUsage, positional[0])
+		return fmt.Errorf("%w: workflows %s takes no arguments, got %q: give the workflow with --file", ErrUsage, command, positional[0])
 	}
 	if *file == "" {
 		return fmt.Errorf("%w: --file is required", ErrUsage)
@@ -81,6 +97,13 @@ func workflowsCreate(ctx context.Context, args []string, stdout, stderr io.Write
 	}
 
 	resp := &pb.MultiWorkflowResponse{}
+	if command == "update" {
+		patch := &pb.PatchWorkflowsRequest{Workflows: req.GetWorkflows(), Action: "overwrite"}
+		if err := client.call(ctx, "PatchWorkflows", http.MethodPatch, client.appPath("workflows"), nil, patch, resp); err != nil {
+			return err
+		}
+		return client.printWorkflows(resp, resp.GetWorkflows())
+	}
 	if err := client.call(ctx, "PostWorkflows", http.MethodPost, client.appPath("workflows"), nil, req, resp); err != nil {
 		return err
 	}

@@ -91,6 +91,22 @@ func TestWorkflows_Lifecycle(t *testing.T) {
 		t.Errorf("get cats = %v", single.GetWorkflow())
 	}
 
+	// Update replaces the nodes of a stored workflow, also while a collector
+	// names it.
+	update := `{"id": "uncertain", "description": "very uncertain", "nodes": [{"id": "below", "model": {"model_type_id": "max-probability-below", "output_info": {"params": {"threshold": 0.4}}}}]}`
+	rows = tableRows(t, runCLI(t, "workflows", "update", "--app", "dest", "--file", writeFile(t, "update.json", update)).requireOK(t).stdout, workflowHeader...)
+	if len(rows) != 1 || rows[0]["DESCRIPTION"] != "very uncertain" {
+		t.Errorf("workflows update = %v, want uncertain with its new description", rows)
+	}
+	got := &pb.SingleWorkflowResponse{}
+	if err := protojson.Unmarshal([]byte(runCLI(t, "workflows", "get", "uncertain", "--app", "dest", "-o", "json").requireOK(t).stdout), got); err != nil {
+		t.Fatalf("decode get -o json: %v", err)
+	}
+	if v := got.GetWorkflow().GetNodes()[0].GetModel().GetOutputInfo().GetParams().GetFields()["threshold"].GetNumberValue(); v != 0.4 {
+		t.Errorf("threshold after update = %v, want 0.4", v)
+	}
+	runCLI(t, "workflows", "update", "--app", "dest", "--file", writeFile(t, "missing.json", `{"id": "nosuch", "nodes": [{"id": "below", "model": {"model_type_id": "max-probability-below", "output_info": {"params": {"threshold": 0.4}}}}]}`)).requireExit(t, 1)
+
 	// Once a collector names the workflow, it cannot be deleted.
 	runCLI(t, "collectors", "create", "--app", "dest", "--id", "c1", "--model-user", "u", "--model-app", "a",
 		"--model", "m", "--pre-queue-workflow", "cats").requireOK(t)
