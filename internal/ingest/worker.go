@@ -309,7 +309,9 @@ func (w *Workers) run() {
 			w.pause(w.cfg.FetchWait)
 		}
 		if len(msgs) > 0 {
-			w.process(w.runCtx, msgs)
+			if wait := w.process(w.runCtx, msgs); wait > 0 {
+				w.pause(wait)
+			}
 		}
 	}
 }
@@ -361,7 +363,13 @@ type item struct {
 // process groups a fetched batch by destination and collector, screens each
 // group (post-queue workflow, admission, preview), posts what remains in
 // chunks of at most MaxBatchInputs, and settles every record.
-func (w *Workers) process(ctx context.Context, msgs []jetstream.Msg) {
+//
+// It returns how long to wait before the next fetch: 0, unless open
+// breakers deferred every record of the batch. Fetching again at once would
+// only read more of the backlog from disk to defer it again, and JetStream
+// keeps the blocks it read in memory for a while, so a broken destination
+// with a large backlog would grow the process.
+func (w *Workers) process(ctx context.Context, msgs []jetstream.Msg) time.Duration {
 	stopKeepalive := w.keepalive(msgs)
 	defer stopKeepalive()
 
@@ -380,15 +388,28 @@ func (w *Workers) process(ctx context.Context, msgs []jetstream.Msg) {
 		groups[ref] = append(groups[ref], item{msg: msg, rec: rec})
 	}
 
+	deferred, wait := 0, maxDeferredPause
 	for _, ref := range order {
 		items := w.screen(ctx, ref, groups[ref])
 		for len(items) > 0 {
 			n := w.chunk(items)
-			w.deliver(ctx, ref, items[:n])
+			if openFor, ok := w.deliver(ctx, ref, items[:n]); !ok {
+				deferred += n
+				wait = min(wait, openFor)
+			}
 			items = items[n:]
 		}
 	}
+	if deferred < len(msgs) {
+		return 0
+	}
+	return wait
 }
+
+// maxDeferredPause bounds the pause after a batch that open breakers
+// deferred entirely, so records of other destinations further back in the
+// stream wait at most this long.
+const maxDeferredPause = 5 * time.Second
 
 // chunk returns how many of items the next post takes: at most
 // MaxBatchInputs records and MaxBatchBytes bytes, and at least one record.
@@ -434,11 +455,14 @@ func (w *Workers) keepalive(msgs []jetstream.Msg) (stop func()) {
 
 // deliver posts one chunk of records for one destination, unless the
 // destination's circuit breaker defers them, and settles every record.
-func (w *Workers) deliver(ctx context.Context, ref DestinationRef, items []item) {
+//
+// It returns false, with the time until the breaker half-opens, when the
+// breaker deferred the records without a post.
+func (w *Workers) deliver(ctx context.Context, ref DestinationRef, items []item) (time.Duration, bool) {
 	adm := w.breakers.admit(ref)
 	if !adm.post {
 		w.deferAll(ctx, items, adm.wait)
-		return
+		return adm.wait, false
 	}
 
 	recs := make([]*capturepb.Record, len(items))
@@ -483,6 +507,7 @@ func (w *Workers) deliver(ctx context.Context, ref DestinationRef, items []item)
 			"user_id", ref.UserID, "app_id", ref.AppID, "collector_id", ref.CollectorID,
 			"records", retried, "retry_after", lastRetry.RetryAfter, "error", lastRetry.Err)
 	}
+	return 0, true
 }
 
 // recordBreaker feeds a post's results to the destination's breaker. It
