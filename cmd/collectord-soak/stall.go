@@ -304,17 +304,23 @@ func writeStatus(w http.ResponseWriter, code int, msg *clarifaipb.MultiInputResp
 
 // stallReport is the set of figures the stall mode measured.
 type stallReport struct {
-	rssStart, rssPeak    int64 // kB
-	goroutinesMin, goMax int
-	sent, failed, shed   int64
-	firstError           string
-	latencies            []time.Duration
-	stallTook            time.Duration
-	settleTook           time.Duration
-	balanced             bool
-	final                captureCounts
-	sinkInputs           int
-	held, answered       int64
+	// The peaks are kept per phase (phaseStall, phaseRecovery), because the
+	// targets hold for the stall and recovery reads the backlog back.
+	rssStart      int64    // kB
+	rssPeak       [2]int64 // kB
+	goroutinesMin [2]int
+	goMax         [2]int
+	// phase is the phase the sampler records into.
+	phase              atomic.Int32
+	sent, failed, shed int64
+	firstError         string
+	latencies          []time.Duration
+	stallTook          time.Duration
+	settleTook         time.Duration
+	balanced           bool
+	final              captureCounts
+	sinkInputs         int
+	held, answered     int64
 }
 
 // stallSoak loads the node through the stall, then recovers the sink and
@@ -324,7 +330,7 @@ func stallSoak(ctx context.Context, o stallOptions, n *node, s *sink, stdout io.
 	if err := waitServed(ctx, n); err != nil {
 		return nil, err
 	}
-	rep := &stallReport{goroutinesMin: -1}
+	rep := &stallReport{goroutinesMin: [2]int{-1, -1}}
 	pid := n.cmd.Process.Pid
 	if rep.rssStart, _ = readRSS(pid); rep.rssStart == 0 {
 		return nil, fmt.Errorf("read VmRSS of collectord (pid %d)", pid)
@@ -344,6 +350,7 @@ func stallSoak(ctx context.Context, o stallOptions, n *node, s *sink, stdout io.
 	rep.sent, rep.failed, rep.shed = load.sent.Load(), load.failed.Load(), load.shed.Load()
 	rep.firstError, rep.latencies = load.firstErr, load.latencies
 
+	rep.phase.Store(phaseRecovery)
 	s.recover()
 	fmt.Fprintf(stdout, "sink recovered after %s; waiting for the accounting to balance\n", rep.stallTook.Round(time.Second))
 	began = time.Now()
@@ -374,19 +381,26 @@ func waitServed(ctx context.Context, n *node) error {
 	}
 }
 
+// Phases of a stall soak, as indexes of the per-phase peaks.
+const (
+	phaseStall    = 0
+	phaseRecovery = 1
+)
+
 // sample reads the child's RSS and goroutines every second until ctx ends.
 func sample(ctx context.Context, n *node, pid int, rep *stallReport) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {
+		phase := rep.phase.Load()
 		if rss, err := readRSS(pid); err == nil {
-			rep.rssPeak = max(rep.rssPeak, rss)
+			rep.rssPeak[phase] = max(rep.rssPeak[phase], rss)
 		}
 		if g, err := n.metric(ctx, "go_goroutines", ""); err == nil {
-			if rep.goroutinesMin < 0 || g < rep.goroutinesMin {
-				rep.goroutinesMin = g
+			if rep.goroutinesMin[phase] < 0 || g < rep.goroutinesMin[phase] {
+				rep.goroutinesMin[phase] = g
 			}
-			rep.goMax = max(rep.goMax, g)
+			rep.goMax[phase] = max(rep.goMax[phase], g)
 		}
 		select {
 		case <-ctx.Done():
@@ -631,8 +645,10 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 func (r *stallReport) print(w io.Writer) error {
 	slices.Sort(r.latencies)
 	c := r.final
-	fmt.Fprintf(w, "RSS: start %d MiB, peak %d MiB\n", r.rssStart>>10, r.rssPeak>>10)
-	fmt.Fprintf(w, "goroutines: min %d, max %d\n", r.goroutinesMin, r.goMax)
+	fmt.Fprintf(w, "RSS: start %d MiB, peak during the stall %d MiB, peak during recovery %d MiB\n",
+		r.rssStart>>10, r.rssPeak[phaseStall]>>10, r.rssPeak[phaseRecovery]>>10)
+	fmt.Fprintf(w, "goroutines during the stall: min %d, max %d; during recovery: min %d, max %d\n",
+		r.goroutinesMin[phaseStall], r.goMax[phaseStall], r.goroutinesMin[phaseRecovery], r.goMax[phaseRecovery])
 	fmt.Fprintf(w, "predicts: %d sent in %s (%.0f/s), %d failed, %d shed by the soak's client pool\n",
 		r.sent, r.stallTook.Round(time.Second), float64(r.sent)/r.stallTook.Seconds(), r.failed, r.shed)
 	fmt.Fprintf(w, "predict latency: p50 %s, p99 %s\n",

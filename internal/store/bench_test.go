@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/collectord/collectord/internal/collector"
@@ -73,4 +74,29 @@ func BenchmarkSQLite_InsertInputs(b *testing.B) {
 			}
 		}
 	}
+}
+
+// BenchmarkSQLite_InsertTextInputs inserts batches of 128 text inputs of
+// about 1 KiB, the records of the ingest ratio benchmark, and reports the
+// inputs per second that the local app's store takes on its own: the
+// ceiling of ingestion into the local app.
+func BenchmarkSQLite_InsertTextInputs(b *testing.B) {
+	s := openTestSQLite(b, b.TempDir())
+	ctx := context.Background()
+	text := strings.Repeat("x", 900)
+
+	n := 0
+	for b.Loop() {
+		batch := make([]*clarifaipb.Input, 128)
+		for j := range batch {
+			n++
+			batch[j] = &clarifaipb.Input{Id: fmt.Sprintf("in%d", n), Data: &clarifaipb.Data{Text: &clarifaipb.Text{Raw: text}}}
+		}
+		for _, err := range s.InsertInputs(ctx, "u1", "a1", batch) {
+			if err != nil {
+				b.Fatal(err)
+			}
+		}
+	}
+	b.ReportMetric(float64(n)/b.Elapsed().Seconds(), "inputs/s")
 }
