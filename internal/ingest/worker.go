@@ -485,6 +485,8 @@ func (w *Workers) deliver(ctx context.Context, ref DestinationRef, items []item)
 
 	var retried, delivered int
 	var lastRetry Result
+	// One delay for the whole post, for the reason deferAll gives.
+	comeBack := jitterAbove(openFor)
 	for i, it := range items {
 		r := results[i]
 		if r.Outcome == Delivered || r.Outcome == Duplicate {
@@ -496,7 +498,7 @@ func (w *Workers) deliver(ctx context.Context, ref DestinationRef, items []item)
 			if openFor > 0 {
 				// Come back once the breaker half-opens, spread over a
 				// quarter of the interval so the trial is not a stampede.
-				r.RetryAfter = max(r.RetryAfter, jitterAbove(openFor))
+				r.RetryAfter = max(r.RetryAfter, comeBack)
 			}
 		}
 		w.settle(ctx, it, r)
@@ -544,10 +546,14 @@ func (w *Workers) recordBreaker(ctx context.Context, ref DestinationRef, adm adm
 }
 
 // deferAll returns records to the stream without posting them, to be
-// delivered again after wait (jittered up by a quarter).
+// delivered again after wait (jittered up by a quarter). The records of one
+// call share one delay, so they come back together and in stream order:
+// JetStream then reads the blocks that hold them once, where a delay per
+// record would scatter the reads over the whole backlog.
 func (w *Workers) deferAll(ctx context.Context, items []item, wait time.Duration) {
+	delay := jitterAbove(wait)
 	for _, it := range items {
-		w.retry(ctx, it, Result{Outcome: Retryable, RetryAfter: jitterAbove(wait), Err: errBreakerOpen})
+		w.retry(ctx, it, Result{Outcome: Retryable, RetryAfter: delay, Err: errBreakerOpen})
 	}
 }
 

@@ -386,13 +386,14 @@ func TestWorkers_QueueDepthGauge(t *testing.T) {
 	}
 	env.publishAll(t, newRecords("u1", "a1", "c1", 5))
 	w := env.workers(t, env.remote(t, fake, staticKeys{"u1/a1/c1": testKey}), fastWorkerConfig())
-	waitFor(t, "5 retryable attempts", func() bool {
-		return env.metrics.sum(t, "collectord_delivery_attempts_total", attribute.String("result", "retryable")) == 5
+	// A fetch may hold only some of the records: the rest are then deferred
+	// by the open breaker without an attempt of their own.
+	waitFor(t, "a retryable attempt", func() bool {
+		return env.metrics.sum(t, "collectord_delivery_attempts_total", attribute.String("result", "retryable")) >= 1
 	})
-
-	if got := env.metrics.sum(t, "collectord_queue_depth"); got != 5 {
-		t.Errorf("queue depth = %d, want 5 records waiting for their retry", got)
-	}
+	waitFor(t, "queue depth 5: every record waiting for its retry", func() bool {
+		return env.metrics.sum(t, "collectord_queue_depth") == 5
+	})
 	closeWithin(t, "workers", w.Close)
 }
 
