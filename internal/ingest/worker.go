@@ -366,9 +366,9 @@ type item struct {
 //
 // It returns how long to wait before the next fetch: 0, unless open
 // breakers deferred every record of the batch. Fetching again at once would
-// only read more of the backlog from disk to defer it again, and JetStream
-// keeps the blocks it read in memory for a while, so a broken destination
-// with a large backlog would grow the process.
+// only read more of the backlog from disk to defer it again. JetStream keeps
+// the blocks it read in memory for a while, so a broken destination with a
+// large backlog would grow the process.
 func (w *Workers) process(ctx context.Context, msgs []jetstream.Msg) time.Duration {
 	stopKeepalive := w.keepalive(msgs)
 	defer stopKeepalive()
