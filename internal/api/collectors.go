@@ -394,33 +394,42 @@ func withStoredFields(pc *pb.Collector, old collector.Collector) (*pb.Collector,
 	return merged, true
 }
 
-// updateCollectors stores a validated batch. When one update fails, the
-// collectors already updated by this batch get their previous definition
-// back, so the request stays all-or-nothing.
+// updateCollectors stores a validated batch, all or nothing.
 func (s *Server) updateCollectors(ctx context.Context, updates, previous []collector.Collector) error {
-	for i, col := range updates {
-		err := s.collectors.UpdateCollector(ctx, col)
+	i, err := updateBatch(ctx, updates, previous, s.collectors.UpdateCollector, func(col collector.Collector, err error) {
+		s.log.ErrorContext(ctx, "restore collector of a failed batch",
+			"user_id", col.UserID, "app_id", col.AppID, "collector_id", col.ID, "error", err)
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, collector.ErrNotFound):
+		return fail(pb.StatusCode_COLLECTOR_MISSING,
+			"collectors[%d] (id %q): collector not found in app %q", i, updates[i].ID, updates[i].AppID)
+	default:
+		return fmt.Errorf("update collector %q: %w", updates[i].ID, err)
+	}
+}
+
+// updateBatch applies update to each item in order. When one fails, the
+// items already updated get their previous value back, so the batch is all
+// or nothing. A restore that fails too is passed to restoreFailed. It
+// returns the index of the failed item and its error.
+func updateBatch[T any](ctx context.Context, updates, previous []T, update func(context.Context, T) error, restoreFailed func(T, error)) (int, error) {
+	for i, item := range updates {
+		err := update(ctx, item)
 		if err == nil {
 			continue
 		}
 
-		s.rollbackUpdates(ctx, previous[:i])
-		if errors.Is(err, collector.ErrNotFound) {
-			return fail(pb.StatusCode_COLLECTOR_MISSING,
-				"collectors[%d] (id %q): collector not found in app %q", i, col.ID, col.AppID)
+		for _, old := range previous[:i] {
+			if rerr := update(ctx, old); rerr != nil {
+				restoreFailed(old, rerr)
+			}
 		}
-		return fmt.Errorf("update collector %q: %w", col.ID, err)
+		return i, err
 	}
-	return nil
-}
-
-func (s *Server) rollbackUpdates(ctx context.Context, previous []collector.Collector) {
-	for _, col := range previous {
-		if err := s.collectors.UpdateCollector(ctx, col); err != nil {
-			s.log.ErrorContext(ctx, "restore collector of a failed batch",
-				"user_id", col.UserID, "app_id", col.AppID, "collector_id", col.ID, "error", err)
-		}
-	}
+	return 0, nil
 }
 
 // DeleteCollectors deletes the listed collectors, or all of them with

@@ -514,32 +514,20 @@ func (s *Server) workflowUses(ctx context.Context, app localapp.App, id string) 
 	}
 }
 
-// updateWorkflows stores a validated batch. When one update fails, the
-// workflows already updated by this batch get their previous definition
-// back, so the request stays all-or-nothing.
+// updateWorkflows stores a validated batch, all or nothing.
 func (s *Server) updateWorkflows(ctx context.Context, updates, previous []workflow.Workflow) error {
-	for i, wf := range updates {
-		err := s.workflows.UpdateWorkflow(ctx, wf)
-		if err == nil {
-			continue
-		}
-
-		s.rollbackWorkflowUpdates(ctx, previous[:i])
-		if errors.Is(err, workflow.ErrNotFound) {
-			return fail(pb.StatusCode_WORKFLOW_DOES_NOT_EXIST,
-				"workflows[%d] (id %q): workflow not found in app %q", i, wf.ID, wf.AppID)
-		}
-		return fmt.Errorf("update workflow %q: %w", wf.ID, err)
-	}
-	return nil
-}
-
-func (s *Server) rollbackWorkflowUpdates(ctx context.Context, previous []workflow.Workflow) {
-	for _, wf := range previous {
-		if err := s.workflows.UpdateWorkflow(ctx, wf); err != nil {
-			s.log.ErrorContext(ctx, "restore workflow of a failed batch",
-				"user_id", wf.UserID, "app_id", wf.AppID, "workflow_id", wf.ID, "error", err)
-		}
+	i, err := updateBatch(ctx, updates, previous, s.workflows.UpdateWorkflow, func(wf workflow.Workflow, err error) {
+		s.log.ErrorContext(ctx, "restore workflow of a failed batch",
+			"user_id", wf.UserID, "app_id", wf.AppID, "workflow_id", wf.ID, "error", err)
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, workflow.ErrNotFound):
+		return fail(pb.StatusCode_WORKFLOW_DOES_NOT_EXIST,
+			"workflows[%d] (id %q): workflow not found in app %q", i, updates[i].ID, updates[i].AppID)
+	default:
+		return fmt.Errorf("update workflow %q: %w", updates[i].ID, err)
 	}
 }
 
