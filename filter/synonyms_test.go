@@ -22,7 +22,7 @@ func TestCompile_SynonymsFromParams(t *testing.T) {
 		{"list value", map[string]any{"synonyms": map[string]any{"puppy": []any{"dog", "pet"}}}, nil, map[string][]string{"puppy": {"dog", "pet"}}},
 		{"mixed values", map[string]any{"synonyms": map[string]any{"kitten": "cat", "puppy": []any{"dog"}}}, nil, map[string][]string{"kitten": {"cat"}, "puppy": {"dog"}}},
 		{"params win over config", map[string]any{"synonyms": map[string]any{"kitten": "cat"}}, fallback, map[string][]string{"kitten": {"cat"}}},
-		{"config when param is absent", map[string]any{"other": 1}, fallback, fallback},
+		{"config when param is absent", map[string]any{}, fallback, fallback},
 		{"config without params", nil, fallback, fallback},
 	}
 
@@ -55,6 +55,7 @@ func TestCompile_SynonymsErrors(t *testing.T) {
 		parts    []string
 	}{
 		{"both missing", nil, nil, []string{`"m"`, "output_info.params.synonyms:", "mapping table"}},
+		{"unknown parameter", map[string]any{"knowledge_graph_id": "kg"}, map[string][]string{"kitten": {"cat"}}, []string{`"m"`, "output_info.params.knowledge_graph_id:", "unknown parameter", "expected synonyms"}},
 		{"not an object", map[string]any{"synonyms": "cat"}, nil, []string{`"m"`, "output_info.params.synonyms:", "object"}},
 		{"list instead of object", map[string]any{"synonyms": []any{"cat"}}, nil, []string{`"m"`, "output_info.params.synonyms:", "object"}},
 		{"empty object", map[string]any{"synonyms": map[string]any{}}, map[string][]string{"kitten": {"cat"}}, []string{`"m"`, "output_info.params.synonyms:", "non-empty"}},

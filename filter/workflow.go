@@ -4,7 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
+	"slices"
+	"strings"
 
 	"github.com/collectord/collectord/internal/pb/clarifaipb"
 )
@@ -101,8 +104,18 @@ func outputInfo(node *clarifaipb.WorkflowNode) *clarifaipb.OutputInfo {
 func (c Config) newOperator(node *clarifaipb.WorkflowNode) (Operator, error) {
 	id := node.GetId()
 	info := outputInfo(node)
+	typeID := node.GetModel().GetModelTypeId()
 
-	switch typeID := node.GetModel().GetModelTypeId(); typeID {
+	// A misspelled optional parameter would otherwise be ignored without a word.
+	if known, ok := operatorParams[typeID]; ok {
+		for _, name := range slices.Sorted(maps.Keys(info.GetParams().GetFields())) {
+			if !slices.Contains(known, name) {
+				return nil, paramError(id, "output_info.params."+name, "unknown parameter of %s: expected %s", typeID, strings.Join(known, ", "))
+			}
+		}
+	}
+
+	switch typeID {
 	case TypeRandomSample:
 		return c.newRandomSample(id, info)
 	case TypeMetadataFilter:
@@ -132,6 +145,17 @@ func (c Config) newOperator(node *clarifaipb.WorkflowNode) (Operator, error) {
 	default:
 		return nil, paramError(id, "model.model_type_id", "unknown operator type %q", typeID)
 	}
+}
+
+// operatorParams lists the output_info.params each operator reads.
+var operatorParams = map[string][]string{
+	TypeRandomSample:         {"keep_fraction"},
+	TypeMetadataFilter:       {"conditions"},
+	TypeConceptThresholder:   {"concept_threshold_type"},
+	TypeMaxProbabilityBelow:  {"threshold"},
+	TypeMinProbabilityAbove:  {"threshold"},
+	TypeConceptSynonymMapper: {"synonyms"},
+	TypeRemoteModel:          {"endpoint", "model_id", "user_id", "app_id", "version_id"},
 }
 
 // newRandomSample reads output_info.params.keep_fraction, which must be in (0, 1].

@@ -49,6 +49,7 @@ func TestCompile_Errors(t *testing.T) {
 		{"missing probability", []*clarifaipb.WorkflowNode{node(t, "p", TypeMaxProbabilityBelow, nil, "")}, []string{`"p"`, "output_info.params.threshold:", "missing"}},
 		{"probability above one", []*clarifaipb.WorkflowNode{node(t, "p", TypeMinProbabilityAbove, map[string]any{"threshold": 2}, "")}, []string{`"p"`, "output_info.params.threshold:", "[0, 1]"}},
 		{"mapper without table", []*clarifaipb.WorkflowNode{node(t, "m", TypeConceptSynonymMapper, nil, "")}, []string{`"m"`, "mapping table"}},
+		{"misspelled parameter", []*clarifaipb.WorkflowNode{node(t, "s", TypeRandomSample, map[string]any{"keep_fraction": 0.5, "keep_fration": 0.1}, "")}, []string{`"s"`, "output_info.params.keep_fration:", "unknown parameter", "keep_fraction"}},
 		{"unknown input node", []*clarifaipb.WorkflowNode{thresholder("a", ""), thresholder("b", "ghost")}, []string{`"b"`, "node_inputs[0].node_id:", `"ghost"`}},
 		{"two inputs", []*clarifaipb.WorkflowNode{thresholder("a", ""), twoInputs}, []string{`"b"`, "node_inputs:", "linear chain"}},
 		{"fan out", []*clarifaipb.WorkflowNode{thresholder("a", ""), thresholder("b", "a"), thresholder("c", "a")}, []string{`"c"`, "node_inputs[0].node_id:", `"b"`}},
