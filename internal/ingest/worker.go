@@ -503,7 +503,7 @@ func (w *Workers) deliver(ctx context.Context, ref DestinationRef, items []item)
 	var retried, delivered int
 	var lastRetry Result
 	// One delay for the whole post, for the reason deferAll gives.
-	comeBack := w.deferDelay(openFor)
+	comeBack := jitterAbove(openFor)
 	for i, it := range items {
 		r := results[i]
 		if r.Outcome == Delivered || r.Outcome == Duplicate {
@@ -568,19 +568,10 @@ func (w *Workers) recordBreaker(ctx context.Context, ref DestinationRef, adm adm
 // JetStream then reads the blocks that hold them once, where a delay per
 // record would scatter the reads over the whole backlog.
 func (w *Workers) deferAll(ctx context.Context, items []item, wait time.Duration) {
-	delay := w.deferDelay(wait)
+	delay := jitterAbove(wait)
 	for _, it := range items {
 		w.retry(ctx, it, Result{Outcome: Retryable, RetryAfter: delay, Err: errBreakerOpen})
 	}
-}
-
-// deferDelay returns when records kept from a destination whose breaker is
-// open come back: after the breaker half-opens, and not before a quarter of
-// BreakerOpenMax, jittered up by a quarter. While a destination is down its
-// backlog is read back from disk each time it comes back, so early openings,
-// which are short, would otherwise read it over and over.
-func (w *Workers) deferDelay(openFor time.Duration) time.Duration {
-	return jitterAbove(max(openFor, w.cfg.BreakerOpenMax/4))
 }
 
 // errBreakerOpen is the cause of records deferred by an open breaker.
