@@ -308,13 +308,10 @@ func (w *Workers) run() {
 			w.logger.Warn("fetch from capture stream failed", "stream", w.q.StreamName(), "error", err)
 			w.pause(w.cfg.FetchWait)
 		}
-		if len(msgs) == 0 {
-			continue
-		}
-		// After a full fetch more records may be due right behind it, and a
-		// pause would hold up other destinations' records.
-		if wait := w.process(w.runCtx, msgs); wait > 0 && !w.full(msgs) {
-			w.pause(wait)
+		if len(msgs) > 0 {
+			if wait := w.process(w.runCtx, msgs); wait > 0 {
+				w.pause(wait)
+			}
 		}
 	}
 }
@@ -368,8 +365,7 @@ type item struct {
 // chunks of at most MaxBatchInputs, and settles every record.
 //
 // It returns how long to wait before the next fetch: 0, unless open
-// breakers deferred every record of the batch. The caller waits only after
-// a fetch that was not full. Fetching again at once would
+// breakers deferred every record of the batch. Fetching again at once would
 // only read more of the backlog from disk to defer it again. JetStream keeps
 // the blocks it read in memory for a while, so a broken destination with a
 // large backlog would grow the process.
@@ -408,19 +404,6 @@ func (w *Workers) process(ctx context.Context, msgs []jetstream.Msg) time.Durati
 		return 0
 	}
 	return wait
-}
-
-// full reports whether a fetch stopped at its record or byte limit rather
-// than at the end of the records due.
-func (w *Workers) full(msgs []jetstream.Msg) bool {
-	if len(msgs) >= w.cfg.FetchBatch {
-		return true
-	}
-	size := 0
-	for _, msg := range msgs {
-		size += len(msg.Data())
-	}
-	return size >= w.cfg.MaxFetchBytes/2
 }
 
 // maxDeferredPause bounds the pause after a batch that open breakers
