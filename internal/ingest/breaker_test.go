@@ -147,6 +147,9 @@ func TestWorkers_BreakerIsolatesFailingDestination(t *testing.T) {
 	cfg.BreakerThreshold = 3
 	cfg.BreakerOpenBase = 100 * time.Millisecond
 	cfg.BreakerOpenMax = 400 * time.Millisecond
+	// The pause after a wholly deferred fetch holds up B's records behind
+	// A's; with open intervals this short it would take most of the time.
+	cfg.MaxDeferredPause = 5 * time.Millisecond
 	keys := staticKeys{"u1/a/c1": testKey, "u1/b/c1": testKey}
 	w := env.workers(t, env.remote(t, fake, keys), cfg)
 	defer closeWithin(t, "workers", w.Close)

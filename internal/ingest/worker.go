@@ -28,11 +28,12 @@ const (
 	DefaultFetchWait   = 250 * time.Millisecond
 	DefaultPostTimeout = 2 * time.Minute
 
-	DefaultMaxFetchBytes = 8 << 20
-	DefaultMaxBatchBytes = 4 << 20
-	DefaultRetryBase     = time.Second
-	DefaultRetryMax      = 5 * time.Minute
-	DefaultMaxRetryAfter = time.Hour
+	DefaultMaxFetchBytes    = 8 << 20
+	DefaultMaxBatchBytes    = 4 << 20
+	DefaultMaxDeferredPause = 5 * time.Second
+	DefaultRetryBase        = time.Second
+	DefaultRetryMax         = 5 * time.Minute
+	DefaultMaxRetryAfter    = time.Hour
 
 	DefaultPostQueueConcurrency = 8
 	DefaultPruneInterval        = 5 * time.Minute
@@ -54,6 +55,15 @@ type WorkerConfig struct {
 	MaxFetchBytes int
 	// MaxBatchBytes bounds the record bytes of one post. Default 4 MiB.
 	MaxBatchBytes int
+	// MaxDeferredPause bounds the wait of a worker after open breakers
+	// deferred a whole fetch, up to the breaker's remaining open time.
+	// The wait keeps a down destination's backlog from being read back
+	// from disk again and again, which grows the in-process JetStream's
+	// block cache.
+	//
+	// NOTE: records of other destinations behind such a fetch wait too,
+	// because all destinations share one consumer. Default 5s.
+	MaxDeferredPause time.Duration
 	// MaxBatchInputs is the most records per post, at most (and by default)
 	// MaxInputsPerPost.
 	MaxBatchInputs int
@@ -105,6 +115,9 @@ func (c *WorkerConfig) setDefaults() {
 	}
 	if c.MaxBatchBytes <= 0 {
 		c.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if c.MaxDeferredPause <= 0 {
+		c.MaxDeferredPause = DefaultMaxDeferredPause
 	}
 	if c.MaxBatchInputs <= 0 || c.MaxBatchInputs > MaxInputsPerPost {
 		c.MaxBatchInputs = MaxInputsPerPost
@@ -388,7 +401,7 @@ func (w *Workers) process(ctx context.Context, msgs []jetstream.Msg) time.Durati
 		groups[ref] = append(groups[ref], item{msg: msg, rec: rec})
 	}
 
-	deferred, wait := 0, maxDeferredPause
+	deferred, wait := 0, w.cfg.MaxDeferredPause
 	for _, ref := range order {
 		items := w.screen(ctx, ref, groups[ref])
 		for len(items) > 0 {
@@ -405,11 +418,6 @@ func (w *Workers) process(ctx context.Context, msgs []jetstream.Msg) time.Durati
 	}
 	return wait
 }
-
-// maxDeferredPause bounds the pause after a batch that open breakers
-// deferred entirely, so records of other destinations further back in the
-// stream wait at most this long.
-const maxDeferredPause = 5 * time.Second
 
 // chunk returns how many of items the next post takes: at most
 // MaxBatchInputs records and MaxBatchBytes bytes, and at least one record.
