@@ -105,8 +105,8 @@ type RemoteModel struct {
 // Type returns TypeRemoteModel.
 func (*RemoteModel) Type() string { return TypeRemoteModel }
 
-// RemoteError is a remote-model call that did not return a usable answer: the request
-// failed, timed out, or the API answered with an error status or an unreadable body.
+// RemoteError is a remote-model call that did not return a usable prediction: the request
+// failed, timed out, or the API returned an error status or an unreadable body.
 // The input was not judged, so the caller should retry it later.
 type RemoteError struct {
 	// Endpoint is the configured endpoint name.
@@ -256,7 +256,7 @@ func (r *RemoteModel) transportError(step string, err error) *RemoteError {
 	}
 }
 
-// responseError describes a response that carries no usable answer.
+// responseError describes a response that carries no usable prediction.
 func (r *RemoteModel) responseError(httpStatus int, retryAfter time.Duration, status *clarifaipb.Status, problem string) *RemoteError {
 	message := fmt.Sprintf("model %q: HTTP %d: %s", r.ModelID, httpStatus, problem)
 	if status != nil {

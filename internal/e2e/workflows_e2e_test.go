@@ -10,12 +10,12 @@ import (
 	"github.com/collectord/collectord/internal/envoytest"
 )
 
-// The tests in this file play predicts whose model answers are made up, so
+// The tests in this file play predicts whose model responses are made up, so
 // that the mix of probabilities and classes is known exactly. Each predict
 // has one text input "<prefix>-<i>" and its own x-request-id.
 
-// answer is what the made-up model predicts for one input.
-type answer struct {
+// prediction is what the made-up model predicts for one input.
+type prediction struct {
 	text     string
 	concepts []concept
 }
@@ -25,8 +25,8 @@ type concept struct {
 	value float64
 }
 
-// modelAnswer is a Clarifai REST predict response with one SUCCESS output.
-func modelAnswer(t *testing.T, a answer) []byte {
+// modelResponse returns a Clarifai REST predict response with one SUCCESS output.
+func modelResponse(t *testing.T, a prediction) []byte {
 	t.Helper()
 	concepts := make([]any, 0, len(a.concepts))
 	for _, c := range a.concepts {
@@ -43,14 +43,14 @@ func modelAnswer(t *testing.T, a answer) []byte {
 	})
 }
 
-// playAnswers plays one predict per answer through ext_proc, from bob.
-func playAnswers(t *testing.T, s *stack, bobKey, prefix string, answers []answer) {
+// playPredictions plays one predict per prediction through ext_proc, from bob.
+func playPredictions(t *testing.T, s *stack, bobKey, prefix string, predictions []prediction) {
 	t.Helper()
 	client := s.envoy()
 	path := predictPath("text-stats", "")
-	playConcurrently(t, client, len(answers), 4, func(i int) *envoytest.Exchange {
-		a := answers[i]
-		return restExchange(bobKey, path, textPredict(t, a.text), modelAnswer(t, a), fmt.Sprintf("%s-req-%d", prefix, i))
+	playConcurrently(t, client, len(predictions), 4, func(i int) *envoytest.Exchange {
+		a := predictions[i]
+		return restExchange(bobKey, path, textPredict(t, a.text), modelResponse(t, a), fmt.Sprintf("%s-req-%d", prefix, i))
 	})
 }
 
@@ -111,27 +111,27 @@ func TestWorkflows_UncertainPredictions(t *testing.T) {
 	createCollector(s, ownerKey, "hard", "uncertain", "uncertain", nil)
 
 	maxima := []float64{0.31, 0.59, 0.6, float64(float32(0.6)), 0.61, 0.95, 0.5999, 0.2, 0.99, 0.45}
-	var answers []answer
+	var predictions []prediction
 	var want []string
 	for i := range 40 {
 		top := maxima[i%len(maxima)]
-		a := answer{text: fmt.Sprintf("uncertain-%02d", i), concepts: []concept{{"cat", top}, {"dog", top / 3}}}
-		answers = append(answers, a)
+		a := prediction{text: fmt.Sprintf("uncertain-%02d", i), concepts: []concept{{"cat", top}, {"dog", top / 3}}}
+		predictions = append(predictions, a)
 		if float32(top) < float32(0.6) {
 			want = append(want, a.text)
 		}
 	}
-	playAnswers(t, s, bobKey, "uncertain", answers)
+	playPredictions(t, s, bobKey, "uncertain", predictions)
 
 	got := storedTexts(t, s.waitInputs(ownerKey, "hard", len(want)))
 	slices.Sort(want)
 	if !slices.Equal(got, want) {
 		t.Errorf("kept %v\nwant %v", got, want)
 	}
-	filtered := waitMetric(t, s, float64(len(answers)-len(want)), "collectord_collector_inputs_total",
+	filtered := waitMetric(t, s, float64(len(predictions)-len(want)), "collectord_collector_inputs_total",
 		`outcome="filtered"`, `operator="max-probability-below"`)
-	if filtered != float64(len(answers)-len(want)) {
-		t.Errorf("filtered by max-probability-below = %v, want %d", filtered, len(answers)-len(want))
+	if filtered != float64(len(predictions)-len(want)) {
+		t.Errorf("filtered by max-probability-below = %v, want %d", filtered, len(predictions)-len(want))
 	}
 }
 
@@ -147,19 +147,19 @@ func TestWorkflows_ClassBalanced(t *testing.T) {
 
 	// 15 cats, 10 dogs, 5 birds and 2 fish: at most 3 of each are kept.
 	classes := map[string]int{"cat": 15, "dog": 10, "bird": 5, "fish": 2}
-	var answers []answer
+	var predictions []prediction
 	for _, class := range []string{"cat", "dog", "bird", "fish"} {
 		for i := range classes[class] {
-			answers = append(answers, answer{
+			predictions = append(predictions, prediction{
 				text:     fmt.Sprintf("%s-%02d", class, i),
 				concepts: []concept{{"other", 0.1}, {class, 0.9}},
 			})
 		}
 	}
-	playAnswers(t, s, bobKey, "balanced", answers)
+	playPredictions(t, s, bobKey, "balanced", predictions)
 
 	want := 3 + 3 + 3 + 2
-	waitMetric(t, s, float64(len(answers)-want), "collectord_collector_inputs_total", `outcome="class_capped"`)
+	waitMetric(t, s, float64(len(predictions)-want), "collectord_collector_inputs_total", `outcome="class_capped"`)
 	got := storedTexts(t, s.waitInputs(ownerKey, "balanced", want))
 	perClass := map[string]int{}
 	for _, text := range got {
@@ -181,16 +181,16 @@ func TestWorkflows_DuplicatesCapturedOnce(t *testing.T) {
 	s.api("POST", "/v2/users/me/apps", ownerKey, map[string]any{"apps": []any{map[string]any{"id": "unique"}}}, 200)
 	createCollector(s, ownerKey, "unique", "unique", "", map[string]any{"dedup_window_seconds": 3600})
 
-	var answers []answer
+	var predictions []prediction
 	var want []string
 	for i := range 5 {
 		text := fmt.Sprintf("repeated-%d", i)
 		want = append(want, text)
 		for range 4 {
-			answers = append(answers, answer{text: text, concepts: []concept{{"cat", 0.7}}})
+			predictions = append(predictions, prediction{text: text, concepts: []concept{{"cat", 0.7}}})
 		}
 	}
-	playAnswers(t, s, bobKey, "dedup", answers)
+	playPredictions(t, s, bobKey, "dedup", predictions)
 
 	waitMetric(t, s, 15, "collectord_collector_inputs_total", `outcome="deduplicated"`)
 	got := storedTexts(t, s.waitInputs(ownerKey, "unique", len(want)))
@@ -221,7 +221,7 @@ func TestWorkflows_PreviewIngestsNothing(t *testing.T) {
 
 	// 200 predicts: every fourth is confident (0.9, filtered), every fifth
 	// repeats an earlier text, and the classes are skewed towards cat.
-	var answers []answer
+	var predictions []prediction
 	for i := range 200 {
 		text := fmt.Sprintf("trial-%03d", i)
 		if i%5 == 4 {
@@ -235,12 +235,12 @@ func TestWorkflows_PreviewIngestsNothing(t *testing.T) {
 		if i%3 == 0 {
 			class = "dog"
 		}
-		answers = append(answers, answer{text: text, concepts: []concept{{class, top}}})
+		predictions = append(predictions, prediction{text: text, concepts: []concept{{class, top}}})
 	}
-	playAnswers(t, s, bobKey, "trial", answers)
+	playPredictions(t, s, bobKey, "trial", predictions)
 
-	counts := waitPreviewTotal(t, s, ownerKey, "trial", "trial", len(answers))
-	t.Logf("preview workload: %d inputs seen; outcomes %v", len(answers), counts)
+	counts := waitPreviewTotal(t, s, ownerKey, "trial", "trial", len(predictions))
+	t.Logf("preview workload: %d inputs seen; outcomes %v", len(predictions), counts)
 	if counts["kept"] == 0 || counts["filtered"] == 0 || counts["deduplicated"] == 0 || counts["class_capped"] == 0 {
 		t.Errorf("outcomes %v: want kept, filtered, deduplicated and class_capped all seen", counts)
 	}

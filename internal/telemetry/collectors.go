@@ -15,7 +15,7 @@ const (
 	// label names the node's operator type.
 	OutcomeFiltered = "filtered"
 	// OutcomeOverBudget counts inputs over a collector's hourly or daily
-	// budget; the reason label tells which.
+	// budget. The reason label names the budget.
 	OutcomeOverBudget = "over_budget"
 	// OutcomeDeduplicated counts inputs whose content was kept recently.
 	OutcomeDeduplicated = "deduplicated"
