@@ -182,32 +182,26 @@ func (s *Server) checkWorkflowRefs(ctx context.Context, app localapp.App, col co
 	return nil
 }
 
-// insertCollectors stores a validated batch. When one insert fails, the
-// collectors already inserted by this batch are deleted again, so the
-// request stays all-or-nothing.
+// insertCollectors stores a validated batch, all or nothing: when one insert
+// fails, the collectors already inserted are deleted again.
 func (s *Server) insertCollectors(ctx context.Context, batch []collector.Collector) error {
-	for i, col := range batch {
-		err := s.collectors.InsertCollector(ctx, col)
-		if err == nil {
-			continue
-		}
-
-		s.rollbackInserts(ctx, batch[:i])
-		if errors.Is(err, collector.ErrAlreadyExists) {
-			return fail(pb.StatusCode_DATABASE_DUPLICATE_KEY,
-				"collectors[%d] (id %q): a collector with this id already exists in app %q", i, col.ID, col.AppID)
-		}
-		return fmt.Errorf("insert collector %q: %w", col.ID, err)
-	}
-	return nil
-}
-
-func (s *Server) rollbackInserts(ctx context.Context, inserted []collector.Collector) {
-	for _, col := range inserted {
-		if err := s.collectors.DeleteCollector(ctx, col.UserID, col.AppID, col.ID); err != nil {
+	i, err := applyBatch(ctx, len(batch),
+		func(ctx context.Context, i int) error { return s.collectors.InsertCollector(ctx, batch[i]) },
+		func(ctx context.Context, i int) error {
+			return s.collectors.DeleteCollector(ctx, batch[i].UserID, batch[i].AppID, batch[i].ID)
+		},
+		func(i int, err error) {
 			s.log.ErrorContext(ctx, "delete collector of a failed batch",
-				"user_id", col.UserID, "app_id", col.AppID, "collector_id", col.ID, "error", err)
-		}
+				"user_id", batch[i].UserID, "app_id", batch[i].AppID, "collector_id", batch[i].ID, "error", err)
+		})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, collector.ErrAlreadyExists):
+		return fail(pb.StatusCode_DATABASE_DUPLICATE_KEY,
+			"collectors[%d] (id %q): a collector with this id already exists in app %q", i, batch[i].ID, batch[i].AppID)
+	default:
+		return fmt.Errorf("insert collector %q: %w", batch[i].ID, err)
 	}
 }
 
@@ -394,12 +388,16 @@ func withStoredFields(pc *pb.Collector, old collector.Collector) (*pb.Collector,
 	return merged, true
 }
 
-// updateCollectors stores a validated batch, all or nothing.
+// updateCollectors stores a validated batch, all or nothing: when one update
+// fails, the collectors already updated get their previous definition back.
 func (s *Server) updateCollectors(ctx context.Context, updates, previous []collector.Collector) error {
-	i, err := updateBatch(ctx, updates, previous, s.collectors.UpdateCollector, func(col collector.Collector, err error) {
-		s.log.ErrorContext(ctx, "restore collector of a failed batch",
-			"user_id", col.UserID, "app_id", col.AppID, "collector_id", col.ID, "error", err)
-	})
+	i, err := applyBatch(ctx, len(updates),
+		func(ctx context.Context, i int) error { return s.collectors.UpdateCollector(ctx, updates[i]) },
+		func(ctx context.Context, i int) error { return s.collectors.UpdateCollector(ctx, previous[i]) },
+		func(i int, err error) {
+			s.log.ErrorContext(ctx, "restore collector of a failed batch",
+				"user_id", previous[i].UserID, "app_id", previous[i].AppID, "collector_id", previous[i].ID, "error", err)
+		})
 	switch {
 	case err == nil:
 		return nil
@@ -411,20 +409,20 @@ func (s *Server) updateCollectors(ctx context.Context, updates, previous []colle
 	}
 }
 
-// updateBatch applies update to each item in order. When one fails, the
-// items already updated get their previous value back, so the batch is all
-// or nothing. A restore that fails too is passed to restoreFailed. It
-// returns the index of the failed item and its error.
-func updateBatch[T any](ctx context.Context, updates, previous []T, update func(context.Context, T) error, restoreFailed func(T, error)) (int, error) {
-	for i, item := range updates {
-		err := update(ctx, item)
+// applyBatch applies items 0 to n-1 in order. When one fails, undo runs for
+// the items already applied, so the batch is all or nothing. An undo that
+// fails too is passed to undoFailed. applyBatch returns the index of the
+// failed item and its error.
+func applyBatch(ctx context.Context, n int, apply, undo func(ctx context.Context, i int) error, undoFailed func(i int, err error)) (int, error) {
+	for i := range n {
+		err := apply(ctx, i)
 		if err == nil {
 			continue
 		}
 
-		for _, old := range previous[:i] {
-			if rerr := update(ctx, old); rerr != nil {
-				restoreFailed(old, rerr)
+		for done := range i {
+			if uerr := undo(ctx, done); uerr != nil {
+				undoFailed(done, uerr)
 			}
 		}
 		return i, err

@@ -223,32 +223,26 @@ func workflowsToProto(wfs []workflow.Workflow) ([]*pb.Workflow, error) {
 	return out, nil
 }
 
-// insertWorkflows stores a validated batch. When one insert fails, the
-// workflows already inserted by this batch are deleted again, so the request
-// stays all-or-nothing.
+// insertWorkflows stores a validated batch, all or nothing: when one insert
+// fails, the workflows already inserted are deleted again.
 func (s *Server) insertWorkflows(ctx context.Context, batch []workflow.Workflow) error {
-	for i, wf := range batch {
-		err := s.workflows.InsertWorkflow(ctx, wf)
-		if err == nil {
-			continue
-		}
-
-		s.rollbackWorkflowInserts(ctx, batch[:i])
-		if errors.Is(err, workflow.ErrAlreadyExists) {
-			return fail(pb.StatusCode_DATABASE_DUPLICATE_KEY,
-				"workflows[%d] (id %q): a workflow with this id already exists in app %q", i, wf.ID, wf.AppID)
-		}
-		return fmt.Errorf("insert workflow %q: %w", wf.ID, err)
-	}
-	return nil
-}
-
-func (s *Server) rollbackWorkflowInserts(ctx context.Context, inserted []workflow.Workflow) {
-	for _, wf := range inserted {
-		if err := s.workflows.DeleteWorkflow(ctx, wf.UserID, wf.AppID, wf.ID); err != nil {
+	i, err := applyBatch(ctx, len(batch),
+		func(ctx context.Context, i int) error { return s.workflows.InsertWorkflow(ctx, batch[i]) },
+		func(ctx context.Context, i int) error {
+			return s.workflows.DeleteWorkflow(ctx, batch[i].UserID, batch[i].AppID, batch[i].ID)
+		},
+		func(i int, err error) {
 			s.log.ErrorContext(ctx, "delete workflow of a failed batch",
-				"user_id", wf.UserID, "app_id", wf.AppID, "workflow_id", wf.ID, "error", err)
-		}
+				"user_id", batch[i].UserID, "app_id", batch[i].AppID, "workflow_id", batch[i].ID, "error", err)
+		})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, workflow.ErrAlreadyExists):
+		return fail(pb.StatusCode_DATABASE_DUPLICATE_KEY,
+			"workflows[%d] (id %q): a workflow with this id already exists in app %q", i, batch[i].ID, batch[i].AppID)
+	default:
+		return fmt.Errorf("insert workflow %q: %w", batch[i].ID, err)
 	}
 }
 
@@ -514,12 +508,16 @@ func (s *Server) workflowUses(ctx context.Context, app localapp.App, id string) 
 	}
 }
 
-// updateWorkflows stores a validated batch, all or nothing.
+// updateWorkflows stores a validated batch, all or nothing: when one update
+// fails, the workflows already updated get their previous definition back.
 func (s *Server) updateWorkflows(ctx context.Context, updates, previous []workflow.Workflow) error {
-	i, err := updateBatch(ctx, updates, previous, s.workflows.UpdateWorkflow, func(wf workflow.Workflow, err error) {
-		s.log.ErrorContext(ctx, "restore workflow of a failed batch",
-			"user_id", wf.UserID, "app_id", wf.AppID, "workflow_id", wf.ID, "error", err)
-	})
+	i, err := applyBatch(ctx, len(updates),
+		func(ctx context.Context, i int) error { return s.workflows.UpdateWorkflow(ctx, updates[i]) },
+		func(ctx context.Context, i int) error { return s.workflows.UpdateWorkflow(ctx, previous[i]) },
+		func(i int, err error) {
+			s.log.ErrorContext(ctx, "restore workflow of a failed batch",
+				"user_id", previous[i].UserID, "app_id", previous[i].AppID, "workflow_id", previous[i].ID, "error", err)
+		})
 	switch {
 	case err == nil:
 		return nil
