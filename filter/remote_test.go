@@ -35,7 +35,7 @@ type receivedRequest struct {
 }
 
 // fakeClarifai is a stand-in for a Clarifai-compatible model API on 127.0.0.1. Its
-// handler answers every request with respond.
+// handler responds to every request with respond.
 type fakeClarifai struct {
 	server  *httptest.Server
 	respond func(w http.ResponseWriter, r *http.Request)
@@ -324,7 +324,7 @@ func TestRemoteModel_Paths(t *testing.T) {
 func TestRemoteModel_Timeout(t *testing.T) {
 	fake := newFakeClarifai(t, nil)
 	fake.respond = func(_ http.ResponseWriter, r *http.Request) {
-		// Answer only after the client gave up, or when the test ends.
+		// Respond only after the client gave up, or when the test ends.
 		select {
 		case <-r.Context().Done():
 		case <-fake.release:

@@ -51,14 +51,15 @@ type Ledger interface {
 	// Admit decides for each candidate, in order, whether the collector may
 	// keep it under p at now, and remembers the admitted ones. It returns
 	// one entry per candidate: "" when admitted, else a Reason constant.
-	// Checks run in this order: a RecordID admitted before is admitted
-	// again (a redelivery); a duplicate content within DedupWindow; the
-	// hour budget; the day budget; the class cap. Candidates admitted
+	// Checks run in this order. A RecordID admitted before is admitted
+	// again, because it is a redelivery. Then come duplicate content within
+	// DedupWindow, the hour budget, the day budget and the class cap.
+	// Candidates admitted
 	// earlier in the same call count against later ones. Admit is atomic
 	// against concurrent calls for the same collector, also from other
 	// processes on the same database.
 	Admit(ctx context.Context, ref Ref, p collector.Policy, now time.Time, candidates []Candidate) ([]string, error)
-	// PruneAdmissions forgets admissions made before the given time and
+	// PruneAdmissions deletes admissions made before the given time and
 	// returns how many it removed.
 	PruneAdmissions(ctx context.Context, before time.Time) (int, error)
 }

@@ -60,7 +60,7 @@ type Collector struct {
 
 // Policy limits what a collector keeps beyond sampling and workflows. The
 // zero value has no limits. The ingest worker applies it, because only the
-// worker sees the records of every sidecar.
+// worker receives the records of every sidecar.
 type Policy struct {
 	// MaxPerHour and MaxPerDay cap the inputs kept per rolling hour and day;
 	// 0 is no cap.

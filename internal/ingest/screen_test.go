@@ -278,7 +278,7 @@ func TestScreen_RemoteModelRetriesThenDelivers(t *testing.T) {
 	waitFor(t, "all records stored", func() bool { return store.count() == len(recs) })
 	closeWithin(t, "workers", w.Close)
 
-	// Three answers were 503, so three records were evaluated twice.
+	// Three responses were 503, so three records were evaluated twice.
 	if got := len(model.requests()); got != len(recs)+3 {
 		t.Errorf("model requests = %d, want %d (one per record, plus the three 503s)", got, len(recs)+3)
 	}

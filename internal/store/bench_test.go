@@ -77,9 +77,8 @@ func BenchmarkSQLite_InsertInputs(b *testing.B) {
 }
 
 // BenchmarkSQLite_InsertTextInputs inserts batches of 128 text inputs of
-// about 1 KiB, the records of the ingest ratio benchmark, and reports the
-// inputs per second that the local app's store takes on its own: the
-// ceiling of ingestion into the local app.
+// about 1 KiB, like the records of the ingest ratio benchmark. The inputs
+// per second it reports bound ingestion into the local app.
 func BenchmarkSQLite_InsertTextInputs(b *testing.B) {
 	s := openTestSQLite(b, b.TempDir())
 	ctx := context.Background()
