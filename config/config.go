@@ -187,7 +187,8 @@ type IngestConfig struct {
 	MaxStoreBytes int64 `json:"max_store_bytes"`
 	// Workers is the number of delivery workers.
 	Workers int `json:"workers"`
-	// BatchSize is the maximum number of inputs per post (at most 128).
+	// BatchSize is the maximum number of inputs per post: at most 128 to a
+	// remote API and 1024 to the local app, which is also the default (0).
 	BatchSize int `json:"batch_size"`
 	// RemoteBaseURL, when set, delivers to a Clarifai-compatible API at this
 	// base URL instead of the built-in local app.
@@ -288,7 +289,6 @@ func Default() Config {
 			HandoffSize:   1024,
 			MaxStoreBytes: 1 << 30,
 			Workers:       2,
-			BatchSize:     128,
 			RemoteTimeout: Duration(30 * time.Second),
 		},
 		Log: LogConfig{Level: "info", Format: "text"},
@@ -361,8 +361,8 @@ func (c *Config) Validate() error {
 	if c.Ingest.Workers <= 0 {
 		check("ingest.workers", errors.New("must be positive"))
 	}
-	if c.Ingest.BatchSize <= 0 || c.Ingest.BatchSize > 128 {
-		check("ingest.batch_size", fmt.Errorf("%d is outside 1..128", c.Ingest.BatchSize))
+	if most := maxBatchSize(c.Ingest.RemoteBaseURL); c.Ingest.BatchSize < 0 || c.Ingest.BatchSize > most {
+		check("ingest.batch_size", fmt.Errorf("%d is outside 0..%d (0 is the most)", c.Ingest.BatchSize, most))
 	}
 	if c.Ingest.RemoteBaseURL != "" {
 		check("ingest.remote_base_url", validateHTTPURL(c.Ingest.RemoteBaseURL))
@@ -618,4 +618,13 @@ func (d *Duration) Set(s string) error {
 	}
 	*d = Duration(v)
 	return nil
+}
+
+// maxBatchSize is the most inputs per post: the limit of a PostInputs
+// request for a remote API, the size of one transaction for the local app.
+func maxBatchSize(remoteBaseURL string) int {
+	if remoteBaseURL != "" {
+		return 128
+	}
+	return 1024
 }

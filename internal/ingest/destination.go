@@ -16,6 +16,11 @@ import (
 // MaxInputsPerPost is the most inputs one PostInputs request may carry.
 const MaxInputsPerPost = 128
 
+// MaxLocalInputsPerPost is the most inputs one post to the local app store
+// carries. A post there is one transaction, and each commit syncs the disk,
+// so larger posts than a remote API takes cost less per input.
+const MaxLocalInputsPerPost = 1024
+
 // MetadataKey is the input metadata key under which collectord records the
 // caller's own input ID as {"caller_input_id": "<id>"}.
 const MetadataKey = "collectord"
@@ -58,9 +63,11 @@ type Result struct {
 
 // Destination stores capture records as inputs of an app.
 type Destination interface {
-	// Post stores recs, at most MaxInputsPerPost of them, all for dest, and
+	// Post stores recs, at most MaxPostInputs of them, all for dest, and
 	// returns one Result per record in the same order.
 	Post(ctx context.Context, dest DestinationRef, recs []*capturepb.Record) []Result
+	// MaxPostInputs is the most records one Post takes.
+	MaxPostInputs() int
 }
 
 // RouterConfig chooses the destination.
@@ -103,6 +110,9 @@ func NewRouter(cfg RouterConfig, deps RouterDeps) (*Router, error) {
 func (r *Router) Post(ctx context.Context, dest DestinationRef, recs []*capturepb.Record) []Result {
 	return r.dest.Post(ctx, dest, recs)
 }
+
+// MaxPostInputs is the chosen destination's.
+func (r *Router) MaxPostInputs() int { return r.dest.MaxPostInputs() }
 
 // Destination returns the destination the router chose.
 func (r *Router) Destination() Destination { return r.dest }

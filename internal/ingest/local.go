@@ -22,6 +22,9 @@ func NewLocalDestination(inputs localapp.InputStore) *LocalDestination {
 	return &LocalDestination{inputs: inputs}
 }
 
+// MaxPostInputs returns MaxLocalInputsPerPost.
+func (d *LocalDestination) MaxPostInputs() int { return MaxLocalInputsPerPost }
+
 // Post inserts the records' inputs. ErrInputDuplicateID counts as
 // delivered: input IDs are the record IDs, so only this record can have
 // stored one. A missing app is permanent; any other store error is retried.

@@ -23,7 +23,8 @@ import (
 const (
 	DefaultHandoffSize = 4096
 	DefaultPublishers  = 4
-	DefaultWindow      = 128
+	DefaultWindow      = 512
+	DefaultWindowBytes = 4 << 20
 	DefaultRetries     = 3
 	DefaultRetryWait   = 50 * time.Millisecond
 	DefaultAckTimeout  = 10 * time.Second
@@ -42,9 +43,11 @@ type PublisherConfig struct {
 	HandoffSize int
 	// Publishers is the number of goroutines publishing. Default 4.
 	Publishers int
-	// Window bounds the asynchronous publishes one goroutine has in flight.
-	// Default 128.
-	Window int
+	// Window bounds the asynchronous publishes one goroutine has in flight,
+	// and WindowBytes their encoded bytes; a record larger than WindowBytes
+	// is published alone. Defaults 512 and 4 MiB.
+	Window      int
+	WindowBytes int
 	// Retries bounds republishing a record whose publish failed, with
 	// RetryWait doubled each time. Defaults 3 and 50ms; a negative Retries
 	// disables retrying.
@@ -64,6 +67,9 @@ func (c *PublisherConfig) setDefaults() {
 	}
 	if c.Window <= 0 {
 		c.Window = DefaultWindow
+	}
+	if c.WindowBytes <= 0 {
+		c.WindowBytes = DefaultWindowBytes
 	}
 	if c.Retries < 0 {
 		c.Retries = 0
@@ -221,107 +227,148 @@ func (p *Publisher) Close(ctx context.Context) error {
 func (p *Publisher) run() {
 	defer p.wg.Done()
 
-	batch := make([]*capturepb.Record, 0, p.cfg.Window)
+	batch := make([]outgoing, 0, p.cfg.Window)
 	for {
-		batch = p.take(batch[:0])
-		if len(batch) == 0 {
+		var open bool
+		batch, open = p.take(batch[:0])
+		if len(batch) > 0 {
+			p.publishBatch(batch)
+		}
+		if !open {
 			return
 		}
-		p.publishBatch(batch)
 	}
 }
 
-// take waits for one record, then adds those already waiting, up to Window.
-// It returns an empty batch once the hand-off is closed and empty.
-func (p *Publisher) take(batch []*capturepb.Record) []*capturepb.Record {
+// outgoing is one encoded record of a batch.
+type outgoing struct {
+	rec  *capturepb.Record
+	data []byte
+}
+
+// take waits for one record, then adds those already waiting, up to Window
+// records and WindowBytes bytes. It encodes each record and drops those that
+// cannot be encoded. It returns false once the hand-off is closed and empty.
+func (p *Publisher) take(batch []outgoing) ([]outgoing, bool) {
 	rec, ok := <-p.handoff
 	if !ok {
-		return batch
+		return batch, false
 	}
-	batch = append(batch, rec)
+	batch, size := p.add(batch, rec, 0)
 
-	for len(batch) < cap(batch) {
+	for len(batch) < cap(batch) && size < p.cfg.WindowBytes {
 		select {
 		case rec, ok := <-p.handoff:
 			if !ok {
-				return batch
+				return batch, false
 			}
-			batch = append(batch, rec)
+			batch, size = p.add(batch, rec, size)
 		default:
-			return batch
+			return batch, true
 		}
 	}
-	return batch
+	return batch, true
+}
+
+// add encodes rec and appends it to batch, whose encoded size is size.
+func (p *Publisher) add(batch []outgoing, rec *capturepb.Record, size int) ([]outgoing, int) {
+	data, reason, err := encodeRecord(rec)
+	if reason != "" {
+		p.drop(rec, reason, err)
+		return batch, size
+	}
+	return append(batch, outgoing{rec: rec, data: data}), size + len(data)
 }
 
 // inflight is one record published asynchronously.
 type inflight struct {
-	rec    *capturepb.Record
-	data   []byte
+	outgoing
 	future jetstream.PubAckFuture
 	err    error
 }
 
 // publishBatch publishes every record asynchronously, then waits for each
-// acknowledgement in turn and retries the failed ones synchronously.
-func (p *Publisher) publishBatch(batch []*capturepb.Record) {
+// acknowledgement in turn and retries the failed ones synchronously. The
+// records of a batch leave together, so they share one AckTimeout.
+func (p *Publisher) publishBatch(batch []outgoing) {
 	pending := make([]inflight, 0, len(batch))
-	for _, rec := range batch {
+	for _, out := range batch {
 		if p.ctx.Err() != nil {
-			p.drop(rec, DropClosed, nil)
+			p.drop(out.rec, DropClosed, nil)
 			continue
 		}
-		data, reason, err := encodeRecord(rec)
-		if reason != "" {
-			p.drop(rec, reason, err)
-			continue
-		}
-		future, err := p.js.PublishMsgAsync(p.newMsg(rec, data), jetstream.WithMsgID(rec.GetId()))
-		pending = append(pending, inflight{rec: rec, data: data, future: future, err: err})
+		future, err := p.js.PublishMsgAsync(p.newMsg(out.rec, out.data), jetstream.WithMsgID(out.rec.GetId()))
+		pending = append(pending, inflight{outgoing: out, future: future, err: err})
 	}
 
+	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.AckTimeout)
+	defer cancel()
+	enqueued, total := collectorCounts{}, 0
 	for _, f := range pending {
 		err := f.err
 		if err == nil {
 			var ack *jetstream.PubAck
-			ack, err = p.waitAck(f.future)
+			ack, err = p.waitAck(ctx, f.future)
 			if err == nil {
-				p.accepted(f.rec, ack, false)
+				// A duplicate of a record stored within the duplicate
+				// window is not counted again, so that enqueued equals
+				// the records that will be delivered.
+				if !ack.Duplicate {
+					enqueued.add(f.rec)
+					total++
+				}
 				continue
 			}
 		}
 		p.retry(f.rec, f.data, err)
 	}
+	p.captures.Add(context.Background(), telemetry.OutcomeEnqueued, "", total)
+	p.countCollectors(enqueued, telemetry.OutcomeEnqueued)
 }
 
-func (p *Publisher) waitAck(future jetstream.PubAckFuture) (*jetstream.PubAck, error) {
-	timer := time.NewTimer(p.cfg.AckTimeout)
-	defer timer.Stop()
-
+func (p *Publisher) waitAck(ctx context.Context, future jetstream.PubAckFuture) (*jetstream.PubAck, error) {
 	select {
 	case ack := <-future.Ok():
 		return ack, nil
 	case err := <-future.Err():
 		return nil, err
-	case <-timer.C:
+	case <-ctx.Done():
+		if p.ctx.Err() != nil {
+			return nil, p.ctx.Err()
+		}
 		return nil, fmt.Errorf("no acknowledgement within %s", p.cfg.AckTimeout)
-	case <-p.ctx.Done():
-		return nil, p.ctx.Err()
 	}
 }
 
-// accepted counts a record JetStream stored. A duplicate of a record stored
-// within the duplicate window is not counted again, so that enqueued equals
-// the records that will be delivered. On a retry a duplicate is counted:
-// it is this publisher's own earlier attempt, stored although its
-// acknowledgement was lost (a cluster changing stream leader loses some),
-// and it was counted neither as enqueued nor as dropped.
-func (p *Publisher) accepted(rec *capturepb.Record, ack *jetstream.PubAck, retried bool) {
-	if ack != nil && ack.Duplicate && !retried {
+// collectorCounts counts the records of one batch per collector, so that a
+// batch updates each metric once per collector instead of once per record.
+type collectorCounts map[DestinationRef]int
+
+// add counts rec. The small records a preview collector sends for the
+// inputs it dropped are not inputs, so they are left out.
+func (c collectorCounts) add(rec *capturepb.Record) {
+	if rec.GetPreviewDropReason() != "" {
 		return
 	}
+	c[DestinationRef{UserID: rec.GetUserId(), AppID: rec.GetAppId(), CollectorID: rec.GetCollectorId()}]++
+}
+
+// countCollectors adds counts to the per-collector metric.
+func (p *Publisher) countCollectors(counts collectorCounts, outcome string) {
+	for ref, n := range counts {
+		p.inputs.Add(context.Background(), ref.UserID, ref.AppID, ref.CollectorID, outcome, "", "", n)
+	}
+}
+
+// retried counts a record a retry stored. A duplicate counts too: it is
+// this publisher's own earlier attempt, stored although its acknowledgement
+// was lost (a cluster changing stream leader loses some), and it was counted
+// neither as enqueued nor as dropped.
+func (p *Publisher) retried(rec *capturepb.Record) {
+	counts := collectorCounts{}
+	counts.add(rec)
 	p.captures.Add(context.Background(), telemetry.OutcomeEnqueued, "", 1)
-	p.countCollector(rec, telemetry.OutcomeEnqueued, "")
+	p.countCollectors(counts, telemetry.OutcomeEnqueued)
 }
 
 // countCollector counts a record in the per-collector metric. The small
@@ -358,11 +405,10 @@ func (p *Publisher) retry(rec *capturepb.Record, data []byte, err error) {
 		wait *= 2
 
 		ctx, cancel := context.WithTimeout(p.ctx, p.cfg.AckTimeout)
-		var ack *jetstream.PubAck
-		ack, err = p.js.PublishMsg(ctx, p.newMsg(rec, data), jetstream.WithMsgID(rec.GetId()))
+		_, err = p.js.PublishMsg(ctx, p.newMsg(rec, data), jetstream.WithMsgID(rec.GetId()))
 		cancel()
 		if err == nil {
-			p.accepted(rec, ack, true)
+			p.retried(rec)
 			return
 		}
 	}

@@ -3,6 +3,7 @@ package ingest
 import (
 	"context"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -224,5 +225,44 @@ func TestPublisher_OfferDuringClose(t *testing.T) {
 	}
 	if got := env.streamMsgs(t, env.queue.StreamName()); int64(got) != enqueued {
 		t.Errorf("stream holds %d records, want the %d enqueued", got, enqueued)
+	}
+}
+
+// TestPublisher_WindowBoundsBytes checks that one batch holds at most
+// WindowBytes of records, and that a record larger than that goes alone.
+func TestPublisher_WindowBoundsBytes(t *testing.T) {
+	env := openEnv(t, t.TempDir(), QueueConfig{})
+	defer env.close(t)
+
+	// Not started: the test takes the batches itself.
+	p, err := newPublisher(env.queue, PublisherConfig{HandoffSize: 16, Window: 16, WindowBytes: 2500},
+		PublisherDeps{Meter: env.metrics.meterProvider().Meter("test"), Logger: env.logger})
+	if err != nil {
+		t.Fatalf("newPublisher: %v", err)
+	}
+	recs := ratioRecordsOfKiB(5)
+	recs[3].Input.Data.Text.Raw = strings.Repeat("y", 8000)
+	for _, rec := range recs {
+		if !p.Offer(rec) {
+			t.Fatalf("Offer dropped %s", rec.GetId())
+		}
+	}
+
+	// Closing the hand-off lets take return the last batch instead of
+	// waiting for more records.
+	closeWithin(t, "publisher", p.Close)
+
+	var sizes []int
+	for open := true; open; {
+		var batch []outgoing
+		batch, open = p.take(make([]outgoing, 0, p.cfg.Window))
+		if len(batch) > 0 {
+			sizes = append(sizes, len(batch))
+		}
+	}
+	// Three records of about 1 KiB pass 2500 bytes; the 8 KB record is over the
+	// window alone and still goes.
+	if want := []int{3, 1, 1}; !slices.Equal(sizes, want) {
+		t.Errorf("batch sizes = %v, want %v", sizes, want)
 	}
 }

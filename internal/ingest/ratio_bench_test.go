@@ -140,7 +140,7 @@ func measureIngest(b *testing.B, recs []*capturepb.Record) time.Duration {
 	inputs := &countingInputs{InputStore: db}
 
 	began := time.Now()
-	w, err := StartWorkers(q, NewLocalDestination(inputs), WorkerConfig{FetchBatch: 1024, MaxBatchInputs: 1024}, WorkerDeps{})
+	w, err := StartWorkers(q, NewLocalDestination(inputs), WorkerConfig{}, WorkerDeps{})
 	if err != nil {
 		b.Fatal(err)
 	}

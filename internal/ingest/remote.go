@@ -115,6 +115,9 @@ func (d *RemoteDestination) Close() {
 	d.client.CloseIdleConnections()
 }
 
+// MaxPostInputs returns MaxInputsPerPost, the limit of the API.
+func (d *RemoteDestination) MaxPostInputs() int { return MaxInputsPerPost }
+
 // Post sends the records in one PostInputs request, splitting the batch
 // when the API rejects it as a whole (400 or 413) so that one bad record
 // fails alone.

@@ -23,10 +23,12 @@ import (
 
 // Defaults of WorkerConfig.
 const (
-	DefaultWorkers     = 2
-	DefaultFetchBatch  = 256
-	DefaultFetchWait   = 250 * time.Millisecond
-	DefaultPostTimeout = 2 * time.Minute
+	DefaultWorkers    = 2
+	DefaultFetchBatch = 1024
+	DefaultFetchWait  = 250 * time.Millisecond
+
+	DefaultBacklogFetchWait = 10 * time.Millisecond
+	DefaultPostTimeout      = 2 * time.Minute
 
 	DefaultMaxFetchBytes    = 8 << 20
 	DefaultMaxBatchBytes    = 4 << 20
@@ -43,12 +45,17 @@ const (
 type WorkerConfig struct {
 	// Workers is the number of goroutines fetching and posting. Default 2.
 	Workers int
-	// FetchBatch is the most records one fetch returns. Default 256.
+	// FetchBatch is the most records one fetch returns. Default 1024.
 	FetchBatch int
 	// FetchWait is the longest a fetch waits to fill its batch: the added
 	// latency at low traffic, and the wait of Close for an idle fetch.
 	// Default 250ms.
 	FetchWait time.Duration
+	// BacklogFetchWait is the wait of a fetch that follows a full one. A
+	// full fetch means a backlog, which fills the next fetch at once; when
+	// the backlog ends within a fetch, the records already fetched are
+	// processed after this wait instead of FetchWait. Default 10ms.
+	BacklogFetchWait time.Duration
 	// MaxFetchBytes bounds the record bytes of one fetch, so a stalled
 	// destination holds at most Workers times this much. A larger record
 	// is fetched alone. Default 8 MiB.
@@ -65,7 +72,7 @@ type WorkerConfig struct {
 	// because all destinations share one consumer. Default 5s.
 	MaxDeferredPause time.Duration
 	// MaxBatchInputs is the most records per post, at most (and by default)
-	// MaxInputsPerPost.
+	// the destination's MaxPostInputs.
 	MaxBatchInputs int
 	// PostTimeout bounds one Destination.Post, including the retries of a
 	// split batch. Default 2m.
@@ -110,6 +117,9 @@ func (c *WorkerConfig) setDefaults() {
 	if c.FetchWait <= 0 {
 		c.FetchWait = DefaultFetchWait
 	}
+	if c.BacklogFetchWait <= 0 {
+		c.BacklogFetchWait = min(DefaultBacklogFetchWait, c.FetchWait)
+	}
 	if c.MaxFetchBytes <= 0 {
 		c.MaxFetchBytes = DefaultMaxFetchBytes
 	}
@@ -118,9 +128,6 @@ func (c *WorkerConfig) setDefaults() {
 	}
 	if c.MaxDeferredPause <= 0 {
 		c.MaxDeferredPause = DefaultMaxDeferredPause
-	}
-	if c.MaxBatchInputs <= 0 || c.MaxBatchInputs > MaxInputsPerPost {
-		c.MaxBatchInputs = MaxInputsPerPost
 	}
 	if c.PostTimeout <= 0 {
 		c.PostTimeout = DefaultPostTimeout
@@ -208,6 +215,9 @@ type Workers struct {
 // StartWorkers starts cfg.Workers goroutines delivering from q to dest.
 func StartWorkers(q *Queue, dest Destination, cfg WorkerConfig, deps WorkerDeps) (*Workers, error) {
 	cfg.setDefaults()
+	if most := dest.MaxPostInputs(); cfg.MaxBatchInputs <= 0 || cfg.MaxBatchInputs > most {
+		cfg.MaxBatchInputs = most
+	}
 	meter := meterOrNoop(deps.Meter)
 	logger := deps.Logger
 	if logger == nil {
@@ -315,8 +325,13 @@ func (w *Workers) stopping() bool {
 func (w *Workers) run() {
 	defer w.wg.Done()
 
+	wait := w.cfg.FetchWait
 	for !w.stopping() {
-		msgs, err := w.fetch()
+		msgs, full, err := w.fetch(wait)
+		wait = w.cfg.FetchWait
+		if full {
+			wait = w.cfg.BacklogFetchWait
+		}
 		if err != nil {
 			w.logger.Warn("fetch from capture stream failed", "stream", w.q.StreamName(), "error", err)
 			w.pause(w.cfg.FetchWait)
@@ -330,19 +345,21 @@ func (w *Workers) run() {
 }
 
 // fetch returns up to FetchBatch records and MaxFetchBytes bytes, waiting
-// at most FetchWait. JetStream ends a fetch whose next record alone is
-// over the byte limit with an error and no record, so such a record is
-// then fetched alone without the limit: it must not stall the queue.
-func (w *Workers) fetch() ([]jetstream.Msg, error) {
-	msgs, err := w.fetchBatch(w.cfg.FetchBatch, jetstream.FetchMaxWait(w.cfg.FetchWait), jetstream.FetchMaxBytes(w.cfg.MaxFetchBytes))
+// at most wait, and whether the fetch was full: it reached one of the two
+// limits. JetStream ends a fetch whose next record alone is over the byte
+// limit with an error and no record, so such a record is then fetched
+// alone without the limit: it must not stall the queue.
+func (w *Workers) fetch(wait time.Duration) ([]jetstream.Msg, bool, error) {
+	msgs, err := w.fetchBatch(w.cfg.FetchBatch, jetstream.FetchMaxWait(wait), jetstream.FetchMaxBytes(w.cfg.MaxFetchBytes))
 	if !errors.Is(err, jetstream.ErrMaxBytesExceeded) {
-		return msgs, err
+		return msgs, len(msgs) == w.cfg.FetchBatch, err
 	}
 	if len(msgs) > 0 {
 		// The batch ended at the byte limit: a normal, full fetch.
-		return msgs, nil
+		return msgs, true, nil
 	}
-	return w.fetchBatch(1, jetstream.FetchMaxWait(w.cfg.FetchWait))
+	msgs, err = w.fetchBatch(1, jetstream.FetchMaxWait(w.cfg.FetchWait))
+	return msgs, true, err
 }
 
 func (w *Workers) fetchBatch(n int, opts ...jetstream.FetchOpt) ([]jetstream.Msg, error) {

@@ -49,7 +49,7 @@ func TestWorkers_DeliversEachRecordOnce(t *testing.T) {
 	waitFor(t, "capture stream empty", func() bool { return env.streamMsgs(t, env.queue.StreamName()) == 0 })
 }
 
-func TestWorkers_BatchesAtMost128(t *testing.T) {
+func TestWorkers_BatchesAtMostTheDestinationTakes(t *testing.T) {
 	env := openEnv(t, t.TempDir(), QueueConfig{})
 	defer env.close(t)
 
@@ -59,7 +59,9 @@ func TestWorkers_BatchesAtMost128(t *testing.T) {
 	// One worker fetches everything queued; two would share the records.
 	cfg := fastWorkerConfig()
 	cfg.Workers = 1
-	w := env.workers(t, NewLocalDestination(store), cfg)
+	// A larger setting than the destination takes is lowered to its limit.
+	cfg.MaxBatchInputs = 1000
+	w := env.workers(t, limitedDestination{Destination: NewLocalDestination(store), most: MaxInputsPerPost}, cfg)
 	waitFor(t, "all inputs stored", func() bool { return store.count() == n })
 	closeWithin(t, "workers", w.Close)
 
@@ -397,6 +399,43 @@ func TestWorkers_QueueDepthGauge(t *testing.T) {
 	closeWithin(t, "workers", w.Close)
 }
 
+// TestWorkers_BacklogEndDoesNotWaitFetchWait checks the end of a backlog:
+// the fetch after a full one returns the few records left after
+// BacklogFetchWait. Waiting the whole FetchWait for a batch that will not
+// fill would hold them for seconds.
+func TestWorkers_BacklogEndDoesNotWaitFetchWait(t *testing.T) {
+	env := openEnv(t, t.TempDir(), QueueConfig{})
+	defer env.close(t)
+
+	env.publishAll(t, newRecords("u1", "a1", "c1", 15))
+	store := newMemInputs()
+	cfg := fastWorkerConfig()
+	cfg.Workers = 1
+	cfg.FetchBatch = 10
+	cfg.FetchWait = 4 * time.Second
+	began := time.Now()
+	w := env.workers(t, NewLocalDestination(store), cfg)
+	defer closeWithin(t, "workers", w.Close)
+
+	waitFor(t, "all inputs stored", func() bool { return store.count() == 15 })
+	if took := time.Since(began); took >= cfg.FetchWait/2 {
+		t.Errorf("the last 5 records took %s, want well under FetchWait %s", took, cfg.FetchWait)
+	}
+	_, batches := store.snapshot()
+	if len(batches) != 2 || batches[0] != 10 || batches[1] != 5 {
+		t.Errorf("batches = %v, want one full fetch of 10 and one of 5", batches)
+	}
+}
+
+// limitedDestination takes at most most records per post, as a remote API
+// does.
+type limitedDestination struct {
+	Destination
+	most int
+}
+
+func (d limitedDestination) MaxPostInputs() int { return d.most }
+
 // gatedDestination holds every post until the gate opens.
 type gatedDestination struct {
 	gate    chan struct{}
@@ -404,6 +443,8 @@ type gatedDestination struct {
 	once    sync.Once
 	inner   Destination
 }
+
+func (g *gatedDestination) MaxPostInputs() int { return g.inner.MaxPostInputs() }
 
 func (g *gatedDestination) Post(ctx context.Context, dest DestinationRef, recs []*capturepb.Record) []Result {
 	g.once.Do(func() { close(g.entered) })
@@ -461,6 +502,8 @@ func TestWorkers_CloseDeadlineReturnsRecords(t *testing.T) {
 
 // cancelAware returns Retryable as soon as ctx ends, like a real HTTP post.
 type cancelAware struct{ inner *gatedDestination }
+
+func (c cancelAware) MaxPostInputs() int { return c.inner.MaxPostInputs() }
 
 func (c cancelAware) Post(ctx context.Context, dest DestinationRef, recs []*capturepb.Record) []Result {
 	done := make(chan []Result, 1)
