@@ -67,6 +67,15 @@ type NATSConfig struct {
 	URL string `json:"url"`
 	// CredsFile is a NATS credentials file (JWT and NKey seed) for URL.
 	CredsFile string `json:"creds_file"`
+	// TLSCAFile is a PEM file of the CA certificates that verify the
+	// servers of URL, in place of the system roots. Setting it makes the
+	// connection require TLS, even with nats:// URLs.
+	TLSCAFile string `json:"tls_ca_file"`
+	// TLSCertFile is a PEM client certificate for servers that require one
+	// (mutual TLS). It needs TLSKeyFile.
+	TLSCertFile string `json:"tls_cert_file"`
+	// TLSKeyFile is the PEM private key of TLSCertFile.
+	TLSKeyFile string `json:"tls_key_file"`
 	// Prefix starts the subjects and stream names, so several deployments
 	// can share one cluster. Letters, digits, '-' and '_'.
 	Prefix string `json:"prefix"`
@@ -187,8 +196,9 @@ type IngestConfig struct {
 	MaxStoreBytes int64 `json:"max_store_bytes"`
 	// Workers is the number of delivery workers.
 	Workers int `json:"workers"`
-	// BatchSize is the maximum number of inputs per post: at most 128 to a
-	// remote API and 1024 to the local app, which is also the default (0).
+	// BatchSize is the maximum number of inputs per post: up to 128 to a
+	// remote API and 1024 to the local app. 0 (the default) takes the
+	// destination's maximum.
 	BatchSize int `json:"batch_size"`
 	// RemoteBaseURL, when set, delivers to a Clarifai-compatible API at this
 	// base URL instead of the built-in local app.
@@ -361,8 +371,8 @@ func (c *Config) Validate() error {
 	if c.Ingest.Workers <= 0 {
 		check("ingest.workers", errors.New("must be positive"))
 	}
-	if most := maxBatchSize(c.Ingest.RemoteBaseURL); c.Ingest.BatchSize < 0 || c.Ingest.BatchSize > most {
-		check("ingest.batch_size", fmt.Errorf("%d is outside 0..%d (0 is the most)", c.Ingest.BatchSize, most))
+	if limit := maxBatchSize(c.Ingest.RemoteBaseURL); c.Ingest.BatchSize < 0 || c.Ingest.BatchSize > limit {
+		check("ingest.batch_size", fmt.Errorf("%d is outside 0..%d; set 0 for the destination's maximum", c.Ingest.BatchSize, limit))
 	}
 	if c.Ingest.RemoteBaseURL != "" {
 		check("ingest.remote_base_url", validateHTTPURL(c.Ingest.RemoteBaseURL))
@@ -477,7 +487,13 @@ func (n NATSConfig) validate() error {
 		if n.Replicas != 1 {
 			return errors.New("replicas must be 1 with the embedded server (url empty)")
 		}
-		return nil
+		return n.validateTLSWithoutURL()
+	}
+	if n.TLSCertFile != "" && n.TLSKeyFile == "" {
+		return errors.New("tls_cert_file is set without tls_key_file: set both for a client certificate, or neither")
+	}
+	if n.TLSKeyFile != "" && n.TLSCertFile == "" {
+		return errors.New("tls_key_file is set without tls_cert_file: set both for a client certificate, or neither")
 	}
 	for _, raw := range strings.Split(n.URL, ",") {
 		u, err := url.Parse(strings.TrimSpace(raw))
@@ -488,6 +504,22 @@ func (n NATSConfig) validate() error {
 		case "nats", "tls":
 		default:
 			return fmt.Errorf("url: %q must start with nats:// or tls://", raw)
+		}
+	}
+	return nil
+}
+
+// validateTLSWithoutURL rejects TLS files set for the embedded server, which
+// connects in process and would silently ignore them.
+func (n NATSConfig) validateTLSWithoutURL() error {
+	files := []struct{ field, path string }{
+		{"tls_ca_file", n.TLSCAFile},
+		{"tls_cert_file", n.TLSCertFile},
+		{"tls_key_file", n.TLSKeyFile},
+	}
+	for _, f := range files {
+		if f.path != "" {
+			return fmt.Errorf("%s is set but url is empty: TLS files apply only to an external NATS cluster, so set url or remove %s", f.field, f.field)
 		}
 	}
 	return nil
@@ -620,8 +652,8 @@ func (d *Duration) Set(s string) error {
 	return nil
 }
 
-// maxBatchSize is the most inputs per post: the limit of a PostInputs
-// request for a remote API, the size of one transaction for the local app.
+// maxBatchSize returns the maximum inputs per post: the limit of a
+// PostInputs request for a remote API, one transaction for the local app.
 func maxBatchSize(remoteBaseURL string) int {
 	if remoteBaseURL != "" {
 		return 128

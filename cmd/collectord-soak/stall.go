@@ -306,8 +306,11 @@ func writeStatus(w http.ResponseWriter, code int, msg *clarifaipb.MultiInputResp
 type stallReport struct {
 	// The peaks are kept per phase (phaseStall, phaseRecovery), because the
 	// targets hold for the stall and recovery reads the backlog back.
-	rssStart      int64    // kB
-	rssPeak       [2]int64 // kB
+	rssStart int64    // kB
+	rssPeak  [2]int64 // kB
+	// rssPeakAt is when each peak was read, since sampling began, to tell
+	// a spike at the stream's fill from one at the stall's end.
+	rssPeakAt     [2]time.Duration
 	goroutinesMin [2]int
 	goMax         [2]int
 	// phase is the phase the sampler records into.
@@ -391,10 +394,12 @@ const (
 func sample(ctx context.Context, n *node, pid int, rep *stallReport) {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
+	began := time.Now()
 	for {
 		phase := rep.phase.Load()
-		if rss, err := readRSS(pid); err == nil {
-			rep.rssPeak[phase] = max(rep.rssPeak[phase], rss)
+		if rss, err := readRSS(pid); err == nil && rss > rep.rssPeak[phase] {
+			rep.rssPeak[phase] = rss
+			rep.rssPeakAt[phase] = time.Since(began).Round(time.Second)
 		}
 		if g, err := n.metric(ctx, "go_goroutines", ""); err == nil {
 			if rep.goroutinesMin[phase] < 0 || g < rep.goroutinesMin[phase] {
@@ -645,8 +650,8 @@ func percentile(sorted []time.Duration, p float64) time.Duration {
 func (r *stallReport) print(w io.Writer) error {
 	slices.Sort(r.latencies)
 	c := r.final
-	fmt.Fprintf(w, "RSS: start %d MiB, peak during the stall %d MiB, peak during recovery %d MiB\n",
-		r.rssStart>>10, r.rssPeak[phaseStall]>>10, r.rssPeak[phaseRecovery]>>10)
+	fmt.Fprintf(w, "RSS: start %d MiB, peak during the stall %d MiB (at %s), peak during recovery %d MiB (at %s)\n",
+		r.rssStart>>10, r.rssPeak[phaseStall]>>10, r.rssPeakAt[phaseStall], r.rssPeak[phaseRecovery]>>10, r.rssPeakAt[phaseRecovery])
 	fmt.Fprintf(w, "goroutines during the stall: min %d, max %d; during recovery: min %d, max %d\n",
 		r.goroutinesMin[phaseStall], r.goMax[phaseStall], r.goroutinesMin[phaseRecovery], r.goMax[phaseRecovery])
 	fmt.Fprintf(w, "predicts: %d sent in %s (%.0f/s), %d failed, %d shed by the soak's client pool\n",

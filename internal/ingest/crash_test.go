@@ -11,6 +11,10 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/nats-io/nats.go/jetstream"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/collectord/collectord/internal/pb/capturepb"
 	"github.com/collectord/collectord/internal/telemetry"
 )
 
@@ -55,6 +59,9 @@ func TestEmbedded_RestartAfterCorruption(t *testing.T) {
 	first := openEnv(t, dir, QueueConfig{MaxBytes: 127_000})
 	first.publishAll(t, recs)
 	stream := first.queue.StreamName()
+	// Several publishers store records out of offer order, so the records
+	// of the first block are read by stream sequence.
+	firstBlock := recordsAt(t, first, stream, 1, 10)
 	// Shutdown skips the client drain that Close does.
 	first.embedded.srv.Shutdown()
 	first.embedded.srv.WaitForShutdown()
@@ -149,11 +156,38 @@ func TestEmbedded_RestartAfterCorruption(t *testing.T) {
 		}
 	}
 	// The first block was left alone: all its records must survive.
-	for _, rec := range recs[:10] {
-		if stored[rec.GetId()] != 1 {
-			t.Errorf("record %s of the intact first block was not delivered", rec.GetId())
+	for _, id := range firstBlock {
+		if stored[id] != 1 {
+			t.Errorf("record %s of the intact first block was not delivered", id)
 		}
 	}
+}
+
+// recordsAt returns the IDs of the records at stream sequences from to to.
+func recordsAt(t *testing.T, e *env, stream string, from, to uint64) []string {
+	t.Helper()
+	ctx := context.Background()
+	js, err := jetstream.New(e.embedded.Conn())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := js.Stream(ctx, stream)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	for seq := from; seq <= to; seq++ {
+		msg, err := s.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("get record at sequence %d: %v", seq, err)
+		}
+		rec := &capturepb.Record{}
+		if err := proto.Unmarshal(msg.Data, rec); err != nil {
+			t.Fatalf("decode record at sequence %d: %v", seq, err)
+		}
+		ids = append(ids, rec.GetId())
+	}
+	return ids
 }
 
 // syncBuffer collects log output from several goroutines.

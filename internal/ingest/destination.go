@@ -16,9 +16,9 @@ import (
 // MaxInputsPerPost is the most inputs one PostInputs request may carry.
 const MaxInputsPerPost = 128
 
-// MaxLocalInputsPerPost is the most inputs one post to the local app store
-// carries. A post there is one transaction, and each commit syncs the disk,
-// so larger posts than a remote API takes cost less per input.
+// MaxLocalInputsPerPost is the maximum number of inputs in one post to the
+// local app store. A post there is one transaction and each commit syncs
+// the disk, so large posts cost less per input.
 const MaxLocalInputsPerPost = 1024
 
 // MetadataKey is the input metadata key under which collectord records the
@@ -66,7 +66,7 @@ type Destination interface {
 	// Post stores recs, at most MaxPostInputs of them, all for dest, and
 	// returns one Result per record in the same order.
 	Post(ctx context.Context, dest DestinationRef, recs []*capturepb.Record) []Result
-	// MaxPostInputs is the most records one Post takes.
+	// MaxPostInputs returns the maximum number of records in one Post.
 	MaxPostInputs() int
 }
 
@@ -111,7 +111,7 @@ func (r *Router) Post(ctx context.Context, dest DestinationRef, recs []*capturep
 	return r.dest.Post(ctx, dest, recs)
 }
 
-// MaxPostInputs is the chosen destination's.
+// MaxPostInputs returns the limit of the chosen destination.
 func (r *Router) MaxPostInputs() int { return r.dest.MaxPostInputs() }
 
 // Destination returns the destination the router chose.

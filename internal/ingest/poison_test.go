@@ -62,8 +62,9 @@ func TestWorkers_PoisonRecordsDoNotBlock(t *testing.T) {
 	// One worker, so no post admitted before the 429 lands after it.
 	cfg := fastWorkerConfig()
 	cfg.Workers = 1
-	// Posts may be as large as the fake accepts, so the large record is first
-	// posted with others and the 413 split runs.
+	// Fetches and posts may be larger than the fake accepts, so the large
+	// record is first posted with others and the 413 split runs.
+	cfg.MaxFetchBytes = 64 << 20
 	cfg.MaxBatchBytes = 64 << 20
 	w := env.workers(t, env.remote(t, fake, staticKeys{"u1/a1/c1": testKey}), cfg)
 	waitFor(t, "298 stored", func() bool { return fake.stored() == n-2 })

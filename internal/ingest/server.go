@@ -179,6 +179,15 @@ type ExternalConfig struct {
 	URL string
 	// CredsFile is an optional NATS credentials file (JWT and NKey seed).
 	CredsFile string
+	// TLSCAFile is an optional PEM file of the CA certificates that verify
+	// the servers, in place of the system roots. Setting it makes the
+	// connection require TLS, even with nats:// URLs.
+	TLSCAFile string
+	// TLSCertFile and TLSKeyFile are an optional PEM client certificate and
+	// its private key, for servers that require client certificates. Set
+	// both or neither.
+	TLSCertFile string
+	TLSKeyFile  string
 	// Name identifies this client to the server. Default "collectord".
 	Name string
 	// ConnectTimeout bounds the first connection. Default 5s.
@@ -225,12 +234,50 @@ func Connect(cfg ExternalConfig) (*nats.Conn, error) {
 	if cfg.CredsFile != "" {
 		opts = append(opts, nats.UserCredentials(cfg.CredsFile))
 	}
+	tlsOpts, err := tlsOptions(cfg)
+	if err != nil {
+		return nil, err
+	}
+	opts = append(opts, tlsOpts...)
 
 	nc, err := nats.Connect(cfg.URL, opts...)
 	if err != nil {
-		return nil, fmt.Errorf("external NATS: connect to %s failed: %w; check that the server is running and reachable", redactURL(cfg.URL), err)
+		hint := "check that the server is running and reachable"
+		if len(tlsOpts) > 0 || strings.Contains(cfg.URL, "tls://") {
+			hint += ", and that the TLS CA file and client certificate match the server's TLS settings"
+		}
+		return nil, fmt.Errorf("external NATS: connect to %s failed: %w; %s", redactURL(cfg.URL), err, hint)
 	}
 	return nc, nil
+}
+
+// tlsOptions returns the nats.go options for the TLS files of cfg. It loads
+// each file once here, so that a missing or invalid file fails with its path
+// before any connection attempt. nats.go (v1.56.0) loads the files again at
+// every handshake, so renewed certificates take effect at the next reconnect.
+func tlsOptions(cfg ExternalConfig) ([]nats.Option, error) {
+	var opts []nats.Option
+
+	if cfg.TLSCAFile != "" {
+		opt := nats.RootCAs(cfg.TLSCAFile)
+		if err := opt(&nats.Options{}); err != nil {
+			return nil, fmt.Errorf("external NATS: load TLS CA file %s: %w", cfg.TLSCAFile, err)
+		}
+		opts = append(opts, opt)
+	}
+
+	if (cfg.TLSCertFile == "") != (cfg.TLSKeyFile == "") {
+		return nil, fmt.Errorf("external NATS: TLS client certificate %q and key %q must be set together", cfg.TLSCertFile, cfg.TLSKeyFile)
+	}
+	if cfg.TLSCertFile != "" {
+		opt := nats.ClientCert(cfg.TLSCertFile, cfg.TLSKeyFile)
+		if err := opt(&nats.Options{}); err != nil {
+			return nil, fmt.Errorf("external NATS: load TLS client certificate %s with key %s: %w", cfg.TLSCertFile, cfg.TLSKeyFile, err)
+		}
+		opts = append(opts, opt)
+	}
+
+	return opts, nil
 }
 
 // redactURL drops user info from NATS URLs so passwords and tokens never

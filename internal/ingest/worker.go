@@ -30,7 +30,7 @@ const (
 	DefaultBacklogFetchWait = 10 * time.Millisecond
 	DefaultPostTimeout      = 2 * time.Minute
 
-	DefaultMaxFetchBytes    = 8 << 20
+	DefaultMaxFetchBytes    = 4 << 20
 	DefaultMaxBatchBytes    = 4 << 20
 	DefaultMaxDeferredPause = 5 * time.Second
 	DefaultRetryBase        = time.Second
@@ -45,20 +45,20 @@ const (
 type WorkerConfig struct {
 	// Workers is the number of goroutines fetching and posting. Default 2.
 	Workers int
-	// FetchBatch is the most records one fetch returns. Default 1024.
+	// FetchBatch is the maximum number of records per fetch. Default 1024.
 	FetchBatch int
 	// FetchWait is the longest a fetch waits to fill its batch: the added
 	// latency at low traffic, and the wait of Close for an idle fetch.
 	// Default 250ms.
 	FetchWait time.Duration
 	// BacklogFetchWait is the wait of a fetch that follows a full one. A
-	// full fetch means a backlog, which fills the next fetch at once; when
-	// the backlog ends within a fetch, the records already fetched are
-	// processed after this wait instead of FetchWait. Default 10ms.
+	// full fetch means a backlog, which fills the next fetch at once. When
+	// the backlog ends within a fetch, the records already fetched go on
+	// after this wait instead of FetchWait. Default 10ms.
 	BacklogFetchWait time.Duration
 	// MaxFetchBytes bounds the record bytes of one fetch, so a stalled
 	// destination holds at most Workers times this much. A larger record
-	// is fetched alone. Default 8 MiB.
+	// is fetched alone. Default 4 MiB.
 	MaxFetchBytes int
 	// MaxBatchBytes bounds the record bytes of one post. Default 4 MiB.
 	MaxBatchBytes int
@@ -215,8 +215,8 @@ type Workers struct {
 // StartWorkers starts cfg.Workers goroutines delivering from q to dest.
 func StartWorkers(q *Queue, dest Destination, cfg WorkerConfig, deps WorkerDeps) (*Workers, error) {
 	cfg.setDefaults()
-	if most := dest.MaxPostInputs(); cfg.MaxBatchInputs <= 0 || cfg.MaxBatchInputs > most {
-		cfg.MaxBatchInputs = most
+	if limit := dest.MaxPostInputs(); cfg.MaxBatchInputs <= 0 || cfg.MaxBatchInputs > limit {
+		cfg.MaxBatchInputs = limit
 	}
 	meter := meterOrNoop(deps.Meter)
 	logger := deps.Logger
@@ -328,38 +328,57 @@ func (w *Workers) run() {
 	wait := w.cfg.FetchWait
 	for !w.stopping() {
 		msgs, full, err := w.fetch(wait)
-		wait = w.cfg.FetchWait
-		if full {
-			wait = w.cfg.BacklogFetchWait
-		}
 		if err != nil {
 			w.logger.Warn("fetch from capture stream failed", "stream", w.q.StreamName(), "error", err)
 			w.pause(w.cfg.FetchWait)
 		}
+
+		var deferredPause time.Duration
 		if len(msgs) > 0 {
-			if wait := w.process(w.runCtx, msgs); wait > 0 {
-				w.pause(wait)
-			}
+			deferredPause = w.process(w.runCtx, msgs)
+		}
+		// Only a backlog that is being delivered shortens the next wait.
+		// Records deferred by open breakers come back as their delays
+		// end, and a longer wait gathers them into fewer fetches.
+		wait = w.cfg.FetchWait
+		if full && deferredPause == 0 {
+			wait = w.cfg.BacklogFetchWait
+		}
+		if deferredPause > 0 {
+			w.pause(deferredPause)
 		}
 	}
 }
 
-// fetch returns up to FetchBatch records and MaxFetchBytes bytes, waiting
-// at most wait, and whether the fetch was full: it reached one of the two
-// limits. JetStream ends a fetch whose next record alone is over the byte
-// limit with an error and no record, so such a record is then fetched
-// alone without the limit: it must not stall the queue.
+// fetch returns up to FetchBatch records and MaxFetchBytes bytes, and
+// whether the fetch was full: it reached one of the two limits. Each of its
+// two pulls waits at most wait.
+//
+// The first record is pulled without a byte limit and the rest within what
+// remains of it. JetStream answers a pull whose next record alone is over
+// the limit with no record, and nats.go reports that as an empty batch, not
+// an error. A record larger than MaxFetchBytes therefore comes only through
+// an unlimited pull, and it must not stall the queue.
 func (w *Workers) fetch(wait time.Duration) ([]jetstream.Msg, bool, error) {
-	msgs, err := w.fetchBatch(w.cfg.FetchBatch, jetstream.FetchMaxWait(wait), jetstream.FetchMaxBytes(w.cfg.MaxFetchBytes))
-	if !errors.Is(err, jetstream.ErrMaxBytesExceeded) {
-		return msgs, len(msgs) == w.cfg.FetchBatch, err
+	msgs, err := w.fetchBatch(1, jetstream.FetchMaxWait(wait))
+	if err != nil || len(msgs) == 0 {
+		return msgs, false, err
 	}
-	if len(msgs) > 0 {
-		// The batch ended at the byte limit: a normal, full fetch.
+	size, largest := len(msgs[0].Data()), len(msgs[0].Data())
+	if w.cfg.FetchBatch == 1 || size >= w.cfg.MaxFetchBytes {
 		return msgs, true, nil
 	}
-	msgs, err = w.fetchBatch(1, jetstream.FetchMaxWait(w.cfg.FetchWait))
-	return msgs, true, err
+
+	rest, err := w.fetchBatch(w.cfg.FetchBatch-1, jetstream.FetchMaxWait(wait), jetstream.FetchMaxBytes(w.cfg.MaxFetchBytes-size))
+	for _, msg := range rest {
+		size += len(msg.Data())
+		largest = max(largest, len(msg.Data()))
+	}
+	msgs = append(msgs, rest...)
+
+	// A batch that ended within one record of the byte limit ended there.
+	full := len(msgs) == w.cfg.FetchBatch || size+largest > w.cfg.MaxFetchBytes
+	return msgs, full, err
 }
 
 func (w *Workers) fetchBatch(n int, opts ...jetstream.FetchOpt) ([]jetstream.Msg, error) {

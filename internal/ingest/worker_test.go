@@ -427,6 +427,33 @@ func TestWorkers_BacklogEndDoesNotWaitFetchWait(t *testing.T) {
 	}
 }
 
+// TestWorkers_RecordOverFetchBytesDelivered queues a record larger than
+// MaxFetchBytes among small ones. A byte-limited pull never returns it, so
+// without a pull of its own it would stall every record behind it.
+func TestWorkers_RecordOverFetchBytesDelivered(t *testing.T) {
+	env := openEnv(t, t.TempDir(), QueueConfig{})
+	defer env.close(t)
+
+	recs := newRecords("u1", "a1", "c1", 20)
+	recs[5].Input.Data.Text.Raw = strings.Repeat("b", 200<<10)
+	env.publishAll(t, recs)
+	store := newMemInputs()
+	cfg := fastWorkerConfig()
+	cfg.Workers = 1
+	cfg.MaxFetchBytes = 64 << 10
+	w := env.workers(t, NewLocalDestination(store), cfg)
+	defer closeWithin(t, "workers", w.Close)
+
+	waitFor(t, "all 20 inputs stored", func() bool { return store.count() == 20 })
+	in, err := store.GetInput(context.Background(), "u1", "a1", recs[5].GetId())
+	if err != nil {
+		t.Fatalf("GetInput of the large record: %v", err)
+	}
+	if got := len(in.GetData().GetText().GetRaw()); got != 200<<10 {
+		t.Errorf("large record stored with %d bytes of text, want %d", got, 200<<10)
+	}
+}
+
 // limitedDestination takes at most most records per post, as a remote API
 // does.
 type limitedDestination struct {

@@ -253,9 +253,12 @@ func (n *Node) openDB(ctx context.Context) (store.Store, error) {
 func (n *Node) connectNATS() (*nats.Conn, error) {
 	if n.cfg.NATS.URL != "" {
 		conn, err := ingest.Connect(ingest.ExternalConfig{
-			URL:       n.cfg.NATS.URL,
-			CredsFile: n.cfg.NATS.CredsFile,
-			Logger:    n.logger,
+			URL:         n.cfg.NATS.URL,
+			CredsFile:   n.cfg.NATS.CredsFile,
+			TLSCAFile:   n.cfg.NATS.TLSCAFile,
+			TLSCertFile: n.cfg.NATS.TLSCertFile,
+			TLSKeyFile:  n.cfg.NATS.TLSKeyFile,
+			Logger:      n.logger,
 		})
 		if err != nil {
 			return nil, err
