@@ -18,29 +18,28 @@ func TestLoad_NATSTLSFromFlagsAndEnv(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fromEnv.NATS.TLSCAFile != "/env/ca.pem" {
-		t.Errorf("tls_ca_file = %q, want the environment's value", fromEnv.NATS.TLSCAFile)
-	}
-	if fromEnv.NATS.TLSCertFile != "/env/client.pem" {
-		t.Errorf("tls_cert_file = %q, want the environment's value", fromEnv.NATS.TLSCertFile)
-	}
-	if fromEnv.NATS.TLSKeyFile != "/env/client-key.pem" {
-		t.Errorf("tls_key_file = %q, want the environment's value", fromEnv.NATS.TLSKeyFile)
-	}
+	checkTLSFiles(t, "environment", fromEnv.NATS, "/env/ca.pem", "/env/client.pem", "/env/client-key.pem")
 
 	args := []string{"--nats-tls-ca", "/flag/ca.pem", "--nats-tls-cert", "/flag/client.pem", "--nats-tls-key", "/flag/client-key.pem"}
 	fromFlags, err := Load(newFlagSet(), args, getenv)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if fromFlags.NATS.TLSCAFile != "/flag/ca.pem" {
-		t.Errorf("tls_ca_file = %q, want the flag's value", fromFlags.NATS.TLSCAFile)
+	checkTLSFiles(t, "flags, which win over the environment", fromFlags.NATS, "/flag/ca.pem", "/flag/client.pem", "/flag/client-key.pem")
+}
+
+// checkTLSFiles compares the three TLS file settings with the values the
+// source set.
+func checkTLSFiles(t *testing.T, source string, got NATSConfig, ca, cert, key string) {
+	t.Helper()
+	if got.TLSCAFile != ca {
+		t.Errorf("tls_ca_file = %q, want %q from the %s", got.TLSCAFile, ca, source)
 	}
-	if fromFlags.NATS.TLSCertFile != "/flag/client.pem" {
-		t.Errorf("tls_cert_file = %q, want the flag's value", fromFlags.NATS.TLSCertFile)
+	if got.TLSCertFile != cert {
+		t.Errorf("tls_cert_file = %q, want %q from the %s", got.TLSCertFile, cert, source)
 	}
-	if fromFlags.NATS.TLSKeyFile != "/flag/client-key.pem" {
-		t.Errorf("tls_key_file = %q, want the flag's value", fromFlags.NATS.TLSKeyFile)
+	if got.TLSKeyFile != key {
+		t.Errorf("tls_key_file = %q, want %q from the %s", got.TLSKeyFile, key, source)
 	}
 }
 
