@@ -487,7 +487,7 @@ func (n NATSConfig) validate() error {
 		if n.Replicas != 1 {
 			return errors.New("replicas must be 1 with the embedded server (url empty)")
 		}
-		return n.validateTLSWithoutURL()
+		return n.validateFilesWithoutURL()
 	}
 	if n.TLSCertFile != "" && n.TLSKeyFile == "" {
 		return errors.New("tls_cert_file is set without tls_key_file: set both for a client certificate, or neither")
@@ -509,17 +509,18 @@ func (n NATSConfig) validate() error {
 	return nil
 }
 
-// validateTLSWithoutURL rejects TLS files set for the embedded server, which
-// connects in process and would silently ignore them.
-func (n NATSConfig) validateTLSWithoutURL() error {
+// validateFilesWithoutURL rejects credentials and TLS files set for the
+// embedded server, which connects in process and would silently ignore them.
+func (n NATSConfig) validateFilesWithoutURL() error {
 	files := []struct{ field, path string }{
+		{"creds_file", n.CredsFile},
 		{"tls_ca_file", n.TLSCAFile},
 		{"tls_cert_file", n.TLSCertFile},
 		{"tls_key_file", n.TLSKeyFile},
 	}
 	for _, f := range files {
 		if f.path != "" {
-			return fmt.Errorf("%s is set but url is empty: TLS files apply only to an external NATS cluster, so set url or remove %s", f.field, f.field)
+			return fmt.Errorf("%s is set but url is empty: it applies only to an external NATS cluster, so set url or remove %s", f.field, f.field)
 		}
 	}
 	return nil

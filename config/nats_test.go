@@ -55,6 +55,7 @@ func TestValidate_NATSTLS(t *testing.T) {
 		{"CA without url", NATSConfig{TLSCAFile: "ca.pem"}, "tls_ca_file"},
 		{"cert without url", NATSConfig{TLSCertFile: "c.pem", TLSKeyFile: "k.pem"}, "tls_cert_file"},
 		{"key without url", NATSConfig{TLSKeyFile: "k.pem"}, "tls_key_file"},
+		{"credentials without url", NATSConfig{CredsFile: "user.creds"}, "creds_file"},
 		{"cert without key", NATSConfig{URL: "tls://127.0.0.1:4443", TLSCertFile: "c.pem"}, "tls_key_file"},
 		{"key without cert", NATSConfig{URL: "tls://127.0.0.1:4443", TLSKeyFile: "k.pem"}, "tls_cert_file"},
 	}

@@ -26,7 +26,7 @@ Usage:
   collectord collectors create|list|get|update|delete|pause|resume|preview [flags]
                                    manage collectors through the REST API of a
                                    running collectord (--api, $COLLECTORD_KEY)
-  collectord workflows create|list|get|delete [flags]
+  collectord workflows create|update|list|get|delete [flags]
                                    manage the workflows that collectors name
                                    through the REST API
   collectord apps create|list|get [flags]

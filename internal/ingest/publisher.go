@@ -44,8 +44,9 @@ type PublisherConfig struct {
 	// Publishers is the number of goroutines publishing. Default 4.
 	Publishers int
 	// Window bounds the asynchronous publishes one goroutine has in flight,
-	// and WindowBytes their encoded bytes; a record larger than WindowBytes
-	// is published alone. Defaults 512 and 4 MiB.
+	// and WindowBytes their encoded bytes. A window takes no more records
+	// once it reaches WindowBytes, so it holds at most WindowBytes plus one
+	// record. Defaults 512 and 4 MiB.
 	Window      int
 	WindowBytes int
 	// Retries bounds republishing a record whose publish failed, with
