@@ -355,7 +355,7 @@ func (w *Workers) run() {
 // two pulls waits at most wait.
 //
 // The first record is pulled without a byte limit and the rest within what
-// remains of it. JetStream answers a pull whose next record alone is over
+// remains of it. JetStream ends a pull whose next record alone is over
 // the limit with no record, and nats.go reports that as an empty batch, not
 // an error. A record larger than MaxFetchBytes therefore comes only through
 // an unlimited pull, and it must not stall the queue.

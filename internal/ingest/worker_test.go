@@ -61,7 +61,7 @@ func TestWorkers_BatchesAtMostTheDestinationTakes(t *testing.T) {
 	cfg.Workers = 1
 	// A larger setting than the destination takes is lowered to its limit.
 	cfg.MaxBatchInputs = 1000
-	w := env.workers(t, limitedDestination{Destination: NewLocalDestination(store), most: MaxInputsPerPost}, cfg)
+	w := env.workers(t, limitedDestination{Destination: NewLocalDestination(store), limit: MaxInputsPerPost}, cfg)
 	waitFor(t, "all inputs stored", func() bool { return store.count() == n })
 	closeWithin(t, "workers", w.Close)
 
@@ -454,14 +454,14 @@ func TestWorkers_RecordOverFetchBytesDelivered(t *testing.T) {
 	}
 }
 
-// limitedDestination takes at most most records per post, as a remote API
+// limitedDestination takes at most limit records per post, as a remote API
 // does.
 type limitedDestination struct {
 	Destination
-	most int
+	limit int
 }
 
-func (d limitedDestination) MaxPostInputs() int { return d.most }
+func (d limitedDestination) MaxPostInputs() int { return d.limit }
 
 // gatedDestination holds every post until the gate opens.
 type gatedDestination struct {
