@@ -15,8 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"modernc.org/sqlite"
-	sqlite3 "modernc.org/sqlite/lib"
+	sqlite3 "github.com/mattn/go-sqlite3"
 
 	"github.com/collectord/collectord/internal/collector"
 	"github.com/collectord/collectord/internal/identity"
@@ -166,26 +165,29 @@ func applyDefaults(cfg *SQLiteConfig) {
 // transaction would instead fail with SQLITE_BUSY when another process wrote
 // between its first read and its first write.
 //
-// synchronous keeps SQLite's default, FULL: each commit is synced, so inputs
-// acknowledged to the ingest queue survive a power loss. NORMAL would skip
-// that sync and, in WAL mode, could roll back the last commits after a power
-// loss or an OS crash.
+// synchronous is set to FULL: each commit is synced, so inputs acknowledged
+// to the ingest queue survive a power loss. NORMAL would skip that sync and,
+// in WAL mode, could roll back the last commits after a power loss or an OS
+// crash. The setting must be explicit because github.com/mattn/go-sqlite3
+// (v1.14.53) runs PRAGMA synchronous = NORMAL on every connection unless the
+// DSN sets _synchronous.
+//
+// The driver applies these DSN parameters to each connection it opens, so
+// every connection of a pool gets them. It rejects an invalid value but
+// ignores a parameter name it does not know, so TestSQLite_Pragmas reads
+// the settings back from both pools.
 func openPool(ctx context.Context, cfg SQLiteConfig, readOnly bool) (*sql.DB, error) {
 	params := []string{
 		fmt.Sprintf("_busy_timeout=%d", cfg.BusyTimeout.Milliseconds()),
 		"_foreign_keys=1",
+		"_synchronous=FULL",
 	}
 	if readOnly {
 		params = append(params, "_query_only=1")
 	} else {
 		params = append(params, "_journal_mode=WAL", "_txlock=immediate")
 	}
-	dsn := cfg.Path + "?" + strings.Join(params, "&")
-
-	db, err := sql.Open("sqlite", dsn)
-	if err != nil {
-		return nil, fmt.Errorf("open SQLite store %s: %w", cfg.Path, err)
-	}
+	db := sql.OpenDB(newSQLiteConnector(cfg.Path + "?" + strings.Join(params, "&")))
 	if readOnly {
 		db.SetMaxOpenConns(cfg.MaxReaders)
 		db.SetMaxIdleConns(cfg.MaxReaders)
@@ -251,12 +253,12 @@ func (s *SQLite) inTx(ctx context.Context, fn func(tx *sql.Tx) error) error {
 // isConstraint reports whether err is a primary key or unique constraint
 // violation.
 func isConstraint(err error) bool {
-	var serr *sqlite.Error
+	var serr sqlite3.Error
 	if !errors.As(err, &serr) {
 		return false
 	}
-	switch serr.Code() {
-	case sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY, sqlite3.SQLITE_CONSTRAINT_UNIQUE:
+	switch serr.ExtendedCode {
+	case sqlite3.ErrConstraintPrimaryKey, sqlite3.ErrConstraintUnique:
 		return true
 	}
 	return false

@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	_ "modernc.org/sqlite"
+	_ "github.com/mattn/go-sqlite3"
 
 	"github.com/collectord/collectord/internal/collector"
 	"github.com/collectord/collectord/internal/pb/clarifaipb"
@@ -300,7 +300,7 @@ func TestOpenSQLite_InvalidConfig(t *testing.T) {
 
 func openRaw(t *testing.T, dir string) *sql.DB {
 	t.Helper()
-	db, err := sql.Open("sqlite", filepath.Join(dir, "collectord.db")+"?_busy_timeout=5000")
+	db, err := sql.Open("sqlite3", filepath.Join(dir, "collectord.db")+"?_busy_timeout=5000")
 	if err != nil {
 		t.Fatalf("open raw database: %v", err)
 	}

@@ -65,7 +65,7 @@ func createVersion2Database(t *testing.T, path string) {
 	if err != nil || len(files) != 2 {
 		t.Fatalf("find migrations 0001 and 0002: %v %v", files, err)
 	}
-	db, err := sql.Open("sqlite", path)
+	db, err := sql.Open("sqlite3", path)
 	if err != nil {
 		t.Fatalf("open database: %v", err)
 	}
