@@ -57,7 +57,8 @@ func TestEmbedded_RestartAfterCorruption(t *testing.T) {
 	// A small MaxBytes gives the smallest block size, so the records span
 	// several block files.
 	first := openEnv(t, dir, QueueConfig{MaxBytes: 127_000})
-	first.publishAll(t, recs)
+	// One record a message, so that the records span several blocks.
+	first.publishEach(t, recs)
 	stream := first.queue.StreamName()
 	// Several publishers store records out of offer order, so the records
 	// of the first block are read by stream sequence.

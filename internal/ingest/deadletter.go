@@ -54,6 +54,8 @@ type DeadLetter struct {
 
 	subject string
 	data    []byte
+	// records is the HeaderRecords of a packed message dead-lettered whole.
+	records string
 }
 
 // ListDeadLetters returns every message of the dead-letter stream in
@@ -93,12 +95,19 @@ func (q *Queue) parseDeadLetter(msg *jetstream.RawStreamMsg) DeadLetter {
 		Size:     len(msg.Data),
 		subject:  msg.Subject,
 		data:     msg.Data,
+		records:  msg.Header.Get(HeaderRecords),
 	}
 	d.Attempts, _ = strconv.Atoi(msg.Header.Get(HeaderAttempts))
 	d.FailedAt, _ = time.Parse(time.RFC3339Nano, msg.Header.Get(HeaderFailedAt))
 
+	// A packed message that could not be split is dead-lettered whole; its
+	// first record, if any decodes, names the destination.
+	data := msg.Data
+	if parts, err := messageRecords(msg.Header, msg.Data); err == nil {
+		data = parts[0]
+	}
 	rec := &capturepb.Record{}
-	if err := proto.Unmarshal(msg.Data, rec); err == nil {
+	if err := proto.Unmarshal(data, rec); err == nil {
 		d.UserID, d.AppID, d.CollectorID = rec.GetUserId(), rec.GetAppId(), rec.GetCollectorId()
 		if d.RecordID == "" {
 			d.RecordID = rec.GetId()
@@ -135,6 +144,9 @@ func (q *Queue) ReplayDeadLetters(ctx context.Context, ids []string) (ReplayResu
 	for _, d := range letters {
 		msg := nats.NewMsg(q.captureSubjectOf(d.subject))
 		msg.Data = d.data
+		if d.records != "" {
+			msg.Header.Set(HeaderRecords, d.records)
+		}
 		var opts []jetstream.PublishOpt
 		if d.RecordID != "" {
 			opts = append(opts, jetstream.WithMsgID(d.RecordID))
@@ -212,6 +224,13 @@ func (q *Queue) selectDeadLetters(ctx context.Context, ids []string) ([]DeadLett
 		return nil, fmt.Errorf("dead letters: no dead letter has the ID %s; see the list command", strings.Join(missing, ", "))
 	}
 	return out, nil
+}
+
+// deadLetterSubjectOf maps a capture subject to the dead-letter subject of
+// the same destination.
+func (q *Queue) deadLetterSubjectOf(captureSubject string) string {
+	rest, _ := strings.CutPrefix(captureSubject, q.cfg.Prefix+".captures.")
+	return q.cfg.Prefix + ".deadletter." + rest
 }
 
 // captureSubjectOf maps a dead-letter subject to the capture subject of the

@@ -20,7 +20,9 @@ func deadLetterEnv(t *testing.T, window time.Duration) (*env, []*capturepb.Recor
 	store := newMemInputs()
 	store.apps = map[string]bool{"u1/a1": true}
 	gone := newRecords("u1", "gone", "c1", 3)
-	env.publishAll(t, append([]*capturepb.Record{newRecord("u1", "a1", "c1", 9)}, gone...))
+	// One record a message, so that the capture stream remembers each
+	// record's ID within the duplicate window.
+	env.publishEach(t, append([]*capturepb.Record{newRecord("u1", "a1", "c1", 9)}, gone...))
 	w := env.workers(t, NewLocalDestination(store), fastWorkerConfig())
 	waitFor(t, "three dead letters", func() bool {
 		return env.metrics.captures(t, telemetry.OutcomeFailed, ReasonAppNotFound) == 3

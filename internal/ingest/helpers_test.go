@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"strings"
@@ -261,12 +262,32 @@ func closeWithin(t *testing.T, name string, closeFn func(context.Context) error)
 // JetStream accepted them all.
 func (e *env) publishAll(t *testing.T, recs []*capturepb.Record) {
 	t.Helper()
-	p := e.publisher(t, PublisherConfig{HandoffSize: len(recs) + 1})
+	// One goroutine packs the records in offer order.
+	e.publishWith(t, PublisherConfig{Publishers: 1}, recs)
+}
+
+// publishEach publishes each record in a message of its own, for tests that
+// count messages: fetches, queue depth, the duplicate window.
+func (e *env) publishEach(t *testing.T, recs []*capturepb.Record) {
+	t.Helper()
+	e.publishWith(t, PublisherConfig{MessageRecords: 1}, recs)
+}
+
+// publishWith offers every record before the publisher starts, so that
+// its goroutines pack them as fully as the limits allow.
+func (e *env) publishWith(t *testing.T, cfg PublisherConfig, recs []*capturepb.Record) {
+	t.Helper()
+	cfg.HandoffSize = len(recs) + 1
+	p, err := newPublisher(e.queue, cfg, PublisherDeps{Meter: e.metrics.meterProvider().Meter("test"), Logger: e.logger})
+	if err != nil {
+		t.Fatalf("newPublisher: %v", err)
+	}
 	for _, rec := range recs {
 		if !p.Offer(rec) {
 			t.Fatalf("Offer(%s) = false, want true", rec.GetId())
 		}
 	}
+	p.start()
 	closeWithin(t, "publisher", p.Close)
 }
 
@@ -281,6 +302,41 @@ func (e *env) streamMsgs(t *testing.T, stream string) uint64 {
 		t.Fatalf("stream %s info: %v", stream, err)
 	}
 	return info.State.Msgs
+}
+
+// streamRecords counts the records in a stream's messages, which the
+// publisher packs several to a message.
+func (e *env) streamRecords(t *testing.T, stream string) uint64 {
+	t.Helper()
+	ctx := context.Background()
+	s, err := e.queue.JetStream().Stream(ctx, stream)
+	if err != nil {
+		t.Fatalf("stream %s: %v", stream, err)
+	}
+	info, err := s.Info(ctx)
+	if err != nil {
+		t.Fatalf("stream %s info: %v", stream, err)
+	}
+	if info.State.Msgs == 0 {
+		return 0
+	}
+
+	var n uint64
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		msg, err := s.GetMsg(ctx, seq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			continue
+		}
+		if err != nil {
+			t.Fatalf("stream %s message %d: %v", stream, seq, err)
+		}
+		records, err := messageRecords(msg.Header, msg.Data)
+		if err != nil {
+			t.Fatalf("stream %s message %d: %v", stream, seq, err)
+		}
+		n += uint64(len(records))
+	}
+	return n
 }
 
 // deadLetter is one message of the dead-letter stream.

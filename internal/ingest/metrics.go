@@ -118,12 +118,12 @@ func (m *workerMetrics) attempt(ctx context.Context, result string, n int) {
 // info at each collection.
 func registerQueueDepth(meter metric.Meter, q *Queue) (metric.Registration, error) {
 	depthGauge, err := meter.Int64ObservableGauge("collectord_queue_depth",
-		metric.WithDescription("Records in the capture stream not yet acknowledged by a worker."))
+		metric.WithDescription("Messages in the capture stream not yet acknowledged by a worker. A message holds one record, or several of one collector."))
 	if err != nil {
 		return nil, err
 	}
 	lostGauge, err := meter.Int64ObservableGauge("collectord_queue_lost_records",
-		metric.WithDescription("Records of the capture stream the server found damaged or missing when it recovered its files."))
+		metric.WithDescription("Messages of the capture stream the server found damaged or missing when it recovered its files. A message holds one record, or several of one collector."))
 	if err != nil {
 		return nil, err
 	}

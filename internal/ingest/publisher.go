@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -57,6 +58,14 @@ type PublisherConfig struct {
 	// AckTimeout bounds the wait for JetStream's acknowledgement of one
 	// publish. Default 10s.
 	AckTimeout time.Duration
+	// MessageRecords and MessageBytes bound the records of one collector
+	// that a window packs into one capture stream message, and the
+	// message's data size. A record larger than MessageBytes goes alone.
+	// MessageBytes is capped at the stream's MaxMsgSize and the server's
+	// maximum payload. Defaults 64 and 256 KiB; a MessageRecords of 1
+	// turns packing off.
+	MessageRecords int
+	MessageBytes   int
 }
 
 func (c *PublisherConfig) setDefaults() {
@@ -82,6 +91,12 @@ func (c *PublisherConfig) setDefaults() {
 	}
 	if c.AckTimeout <= 0 {
 		c.AckTimeout = DefaultAckTimeout
+	}
+	if c.MessageRecords <= 0 {
+		c.MessageRecords = DefaultMessageRecords
+	}
+	if c.MessageBytes <= 0 {
+		c.MessageBytes = DefaultMessageBytes
 	}
 }
 
@@ -131,6 +146,13 @@ func NewPublisher(q *Queue, cfg PublisherConfig, deps PublisherDeps) (*Publisher
 // newPublisher builds a publisher without starting its goroutines.
 func newPublisher(q *Queue, cfg PublisherConfig, deps PublisherDeps) (*Publisher, error) {
 	cfg.setDefaults()
+	if limit := int(q.cfg.MaxMsgSize); limit > 0 {
+		cfg.MessageBytes = min(cfg.MessageBytes, limit)
+	}
+	// The headers of a packed message need room within the payload limit.
+	if limit := int(q.nc.MaxPayload()) - 1024; limit > 0 {
+		cfg.MessageBytes = min(cfg.MessageBytes, limit)
+	}
 	logger := deps.Logger
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
@@ -281,25 +303,94 @@ func (p *Publisher) add(batch []outgoing, rec *capturepb.Record, size int) ([]ou
 	return append(batch, outgoing{rec: rec, data: data}), size + len(data)
 }
 
-// inflight is one record published asynchronously.
+// message is one capture stream message: one record, or several records
+// of one collector packed together.
+type message struct {
+	records []outgoing
+	data    []byte
+	// id deduplicates the message in the stream's duplicate window.
+	id string
+}
+
+// single returns the message of one record.
+func single(out outgoing) message {
+	return message{records: []outgoing{out}, data: out.data, id: out.rec.GetId()}
+}
+
+// pack groups a window's records by collector into messages of at most
+// MessageRecords records and MessageBytes bytes, in the order each
+// collector first appears.
+func (p *Publisher) pack(batch []outgoing) []message {
+	var messages []message
+	open := map[DestinationRef]int{}
+	for _, out := range batch {
+		ref := DestinationRef{UserID: out.rec.GetUserId(), AppID: out.rec.GetAppId(), CollectorID: out.rec.GetCollectorId()}
+		i, ok := open[ref]
+		if ok && p.fits(messages[i], out) {
+			messages[i].records = append(messages[i].records, out)
+			continue
+		}
+		open[ref] = len(messages)
+		messages = append(messages, single(out))
+	}
+
+	for i := range messages {
+		if len(messages[i].records) > 1 {
+			messages[i] = packRecords(messages[i].records)
+		}
+	}
+	return messages
+}
+
+// fits reports whether out can join m within the packing limits.
+func (p *Publisher) fits(m message, out outgoing) bool {
+	if len(m.records) >= p.cfg.MessageRecords {
+		return false
+	}
+	size := packedSize(len(out.data))
+	for _, r := range m.records {
+		size += packedSize(len(r.data))
+	}
+	return size <= p.cfg.MessageBytes
+}
+
+// packRecords returns the packed message of records. Its ID names the
+// first and last records and their count, so that publishing the same
+// records again is deduplicated.
+func packRecords(records []outgoing) message {
+	size := 0
+	for _, r := range records {
+		size += packedSize(len(r.data))
+	}
+	data := make([]byte, 0, size)
+	for _, r := range records {
+		data = appendPacked(data, r.data)
+	}
+	first, last := records[0].rec.GetId(), records[len(records)-1].rec.GetId()
+	return message{records: records, data: data, id: first + "+" + strconv.Itoa(len(records)) + "+" + last}
+}
+
+// inflight is one message published asynchronously.
 type inflight struct {
-	outgoing
+	message
 	future jetstream.PubAckFuture
 	err    error
 }
 
-// publishBatch publishes every record asynchronously, then waits for each
-// acknowledgement in turn and retries the failed ones synchronously. The
-// records of a batch leave together, so they share one AckTimeout.
+// publishBatch packs a window's records, publishes every message
+// asynchronously, then waits for each acknowledgement in turn and retries
+// the failed ones synchronously. The messages of a window leave together,
+// so they share one AckTimeout.
 func (p *Publisher) publishBatch(batch []outgoing) {
-	pending := make([]inflight, 0, len(batch))
-	for _, out := range batch {
+	messages := p.pack(batch)
+	pending := make([]inflight, 0, len(messages))
+	for _, m := range messages {
 		if p.ctx.Err() != nil {
-			p.drop(out.rec, DropClosed, nil)
+			p.dropAll(m.records, DropClosed, nil)
 			continue
 		}
-		future, err := p.js.PublishMsgAsync(p.newMsg(out.rec, out.data), jetstream.WithMsgID(out.rec.GetId()))
-		pending = append(pending, inflight{outgoing: out, future: future, err: err})
+		future, err := p.js.PublishMsgAsync(p.newMsg(m), jetstream.WithMsgID(m.id))
+		pending = append(pending, inflight{message: m, future: future, err: err})
 	}
 
 	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.AckTimeout)
@@ -311,17 +402,19 @@ func (p *Publisher) publishBatch(batch []outgoing) {
 			var ack *jetstream.PubAck
 			ack, err = p.waitAck(ctx, f.future)
 			if err == nil {
-				// A duplicate of a record stored within the duplicate
+				// A duplicate of a message stored within the duplicate
 				// window is not counted again, so that enqueued equals
 				// the records that will be delivered.
 				if !ack.Duplicate {
-					enqueued.add(f.rec)
-					total++
+					for _, out := range f.records {
+						enqueued.add(out.rec)
+					}
+					total += len(f.records)
 				}
 				continue
 			}
 		}
-		p.retry(f.rec, f.data, err)
+		p.retry(f.message, err)
 	}
 	p.captures.Add(context.Background(), telemetry.OutcomeEnqueued, "", total)
 	p.countCollectors(enqueued, telemetry.OutcomeEnqueued)
@@ -361,14 +454,16 @@ func (p *Publisher) countCollectors(counts collectorCounts, outcome string) {
 	}
 }
 
-// retried counts a record a retry stored. A duplicate counts too: it is
-// this publisher's own earlier attempt, stored although its acknowledgement
-// was lost (a cluster changing stream leader loses some), and it was counted
-// neither as enqueued nor as dropped.
-func (p *Publisher) retried(rec *capturepb.Record) {
+// retried counts the records of a message a retry stored. A duplicate
+// counts too: it is this publisher's own earlier attempt, stored although
+// its acknowledgement was lost (a cluster changing stream leader loses
+// some), and it was counted neither as enqueued nor as dropped.
+func (p *Publisher) retried(records []outgoing) {
 	counts := collectorCounts{}
-	counts.add(rec)
-	p.captures.Add(context.Background(), telemetry.OutcomeEnqueued, "", 1)
+	for _, out := range records {
+		counts.add(out.rec)
+	}
+	p.captures.Add(context.Background(), telemetry.OutcomeEnqueued, "", len(records))
 	p.countCollectors(counts, telemetry.OutcomeEnqueued)
 }
 
@@ -382,37 +477,59 @@ func (p *Publisher) countCollector(rec *capturepb.Record, outcome, reason string
 	p.inputs.Add(context.Background(), rec.GetUserId(), rec.GetAppId(), rec.GetCollectorId(), outcome, "", reason, 1)
 }
 
-// retry republishes a record whose first publish failed. The record ID
+// retry republishes a message whose first publish failed. The message ID
 // deduplicates a publish that did reach the stream although its
-// acknowledgement was lost.
-func (p *Publisher) retry(rec *capturepb.Record, data []byte, err error) {
+// acknowledgement was lost. A packed message the stream rejects as too
+// large is split into messages of one record.
+func (p *Publisher) retry(m message, err error) {
 	wait := p.cfg.RetryWait
 	for attempt := 0; ; attempt++ {
-		if reason := p.finalReason(err); reason != "" {
-			p.drop(rec, reason, err)
+		reason := p.finalReason(err)
+		if reason == DropTooLarge && len(m.records) > 1 {
+			for _, out := range m.records {
+				p.publishAlone(out)
+			}
+			return
+		}
+		if reason != "" {
+			p.dropAll(m.records, reason, err)
 			return
 		}
 		if attempt >= p.cfg.Retries {
-			p.drop(rec, DropPublishFailed, err)
+			p.dropAll(m.records, DropPublishFailed, err)
 			return
 		}
 
 		select {
 		case <-time.After(wait):
 		case <-p.ctx.Done():
-			p.drop(rec, DropClosed, p.ctx.Err())
+			p.dropAll(m.records, DropClosed, p.ctx.Err())
 			return
 		}
 		wait *= 2
 
 		ctx, cancel := context.WithTimeout(p.ctx, p.cfg.AckTimeout)
-		_, err = p.js.PublishMsg(ctx, p.newMsg(rec, data), jetstream.WithMsgID(rec.GetId()))
+		_, err = p.js.PublishMsg(ctx, p.newMsg(m), jetstream.WithMsgID(m.id))
 		cancel()
 		if err == nil {
-			p.retried(rec)
+			p.retried(m.records)
 			return
 		}
 	}
+}
+
+// publishAlone publishes one record of a packed message the stream
+// rejected, and retries it like any failed publish.
+func (p *Publisher) publishAlone(out outgoing) {
+	m := single(out)
+	ctx, cancel := context.WithTimeout(p.ctx, p.cfg.AckTimeout)
+	_, err := p.js.PublishMsg(ctx, p.newMsg(m), jetstream.WithMsgID(m.id))
+	cancel()
+	if err == nil {
+		p.retried(m.records)
+		return
+	}
+	p.retry(m, err)
 }
 
 // finalReason returns the drop reason of an error that no retry can fix, or
@@ -440,10 +557,21 @@ func (p *Publisher) finalReason(err error) string {
 	return ""
 }
 
-func (p *Publisher) newMsg(rec *capturepb.Record, data []byte) *nats.Msg {
+func (p *Publisher) newMsg(m message) *nats.Msg {
+	rec := m.records[0].rec
 	msg := nats.NewMsg(p.q.Subject(rec.GetUserId(), rec.GetAppId()))
-	msg.Data = data
+	msg.Data = m.data
+	if len(m.records) > 1 {
+		msg.Header.Set(HeaderRecords, strconv.Itoa(len(m.records)))
+	}
 	return msg
+}
+
+// dropAll drops every record of a message.
+func (p *Publisher) dropAll(records []outgoing, reason string, err error) {
+	for _, out := range records {
+		p.drop(out.rec, reason, err)
+	}
 }
 
 func (p *Publisher) drop(rec *capturepb.Record, reason string, err error) {

@@ -24,7 +24,7 @@ func TestPublisher_CloseFlushes(t *testing.T) {
 	}
 	closeWithin(t, "publisher", p.Close)
 
-	if got := env.streamMsgs(t, env.queue.StreamName()); got != n {
+	if got := env.streamRecords(t, env.queue.StreamName()); got != n {
 		t.Errorf("stream holds %d records after Close, want %d", got, n)
 	}
 	if got := env.metrics.captures(t, telemetry.OutcomeEnqueued, ""); got != n {
@@ -40,7 +40,7 @@ func TestPublisher_DeduplicatesRecordID(t *testing.T) {
 	defer env.close(t)
 
 	rec := newRecord("u1", "a1", "c1", 1)
-	env.publishAll(t, newRecords("u1", "a1", "c1", 2))
+	env.publishEach(t, newRecords("u1", "a1", "c1", 2))
 	// A second publisher, as after a restart, offers the first record again.
 	p := env.publisher(t, PublisherConfig{})
 	if !p.Offer(rec) {
@@ -48,11 +48,31 @@ func TestPublisher_DeduplicatesRecordID(t *testing.T) {
 	}
 	closeWithin(t, "publisher", p.Close)
 
-	if got := env.streamMsgs(t, env.queue.StreamName()); got != 2 {
+	if got := env.streamRecords(t, env.queue.StreamName()); got != 2 {
 		t.Errorf("stream holds %d records, want 2: the republished ID must be deduplicated", got)
 	}
 	if got := env.metrics.captures(t, telemetry.OutcomeEnqueued, ""); got != 2 {
 		t.Errorf("enqueued = %d, want 2: a duplicate is not enqueued again", got)
+	}
+}
+
+func TestPublisher_DeduplicatesPackedMessage(t *testing.T) {
+	env := openEnv(t, t.TempDir(), QueueConfig{})
+	defer env.close(t)
+
+	recs := newRecords("u1", "a1", "c1", 5)
+	env.publishAll(t, recs)
+	if got := env.streamMsgs(t, env.queue.StreamName()); got != 1 {
+		t.Fatalf("stream holds %d messages, want the 5 records packed in 1", got)
+	}
+	// The same records offered again pack into a message with the same ID.
+	env.publishAll(t, recs)
+
+	if got := env.streamRecords(t, env.queue.StreamName()); got != 5 {
+		t.Errorf("stream holds %d records, want 5: the republished message must be deduplicated", got)
+	}
+	if got := env.metrics.captures(t, telemetry.OutcomeEnqueued, ""); got != 5 {
+		t.Errorf("enqueued = %d, want 5: a duplicate is not enqueued again", got)
 	}
 }
 
@@ -81,7 +101,7 @@ func TestPublisher_HandoffFullDrops(t *testing.T) {
 
 	p.start()
 	closeWithin(t, "publisher", p.Close)
-	if got := env.streamMsgs(t, env.queue.StreamName()); got != 4 {
+	if got := env.streamRecords(t, env.queue.StreamName()); got != 4 {
 		t.Errorf("stream holds %d records, want the 4 accepted", got)
 	}
 }
@@ -142,7 +162,7 @@ func TestPublisher_FullStreamDrops(t *testing.T) {
 	if enqueued+full != n {
 		t.Errorf("enqueued %d + dropped queue_full %d = %d, want %d", enqueued, full, enqueued+full, n)
 	}
-	if got := env.streamMsgs(t, env.queue.StreamName()); int64(got) != enqueued {
+	if got := env.streamRecords(t, env.queue.StreamName()); int64(got) != enqueued {
 		t.Errorf("stream holds %d records, want the %d enqueued", got, enqueued)
 	}
 }
@@ -223,7 +243,7 @@ func TestPublisher_OfferDuringClose(t *testing.T) {
 		t.Errorf("enqueued %d + dropped %d = %d, want every one of %d offers counted once",
 			enqueued, dropped, enqueued+dropped, goroutines*each)
 	}
-	if got := env.streamMsgs(t, env.queue.StreamName()); int64(got) != enqueued {
+	if got := env.streamRecords(t, env.queue.StreamName()); int64(got) != enqueued {
 		t.Errorf("stream holds %d records, want the %d enqueued", got, enqueued)
 	}
 }

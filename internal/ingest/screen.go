@@ -429,7 +429,7 @@ func (s *groupScreen) drop(ctx context.Context, it item, labels inputsLabels, pr
 		return
 	}
 
-	s.w.ackScreened(it)
+	s.w.ackScreened(ctx, it)
 	s.count(labels)
 }
 
@@ -476,7 +476,7 @@ func (s *groupScreen) flushPreview(ctx context.Context) {
 	}
 
 	for _, p := range s.previewItems {
-		s.w.ackScreened(p.it)
+		s.w.ackScreened(ctx, p.it)
 		s.count(p.labels)
 	}
 }
@@ -525,12 +525,9 @@ func (s *groupScreen) flushCounts(ctx context.Context) {
 	}
 }
 
-// ackScreened acknowledges a record the screening stage settled without a
-// post.
-func (w *Workers) ackScreened(it item) {
-	if err := it.msg.Ack(); err != nil {
-		w.logger.Warn("ack failed; the record will be screened again", "record_id", it.rec.GetId(), "error", err)
-	}
+// ackScreened settles a record the screening stage settled without a post.
+func (w *Workers) ackScreened(ctx context.Context, it item) {
+	w.done(ctx, it)
 }
 
 // pruneAdmissions removes expired admissions from the Ledger at start and

@@ -201,12 +201,15 @@ func TestStall_BoundedMemory(t *testing.T) {
 
 	// The bound adds every buffer that can hold records, sized from the
 	// configuration, to the live heap before the test. The buffers are the
-	// publisher's hand-off and in-flight window (record and encoding), each
-	// worker's fetched batch in three forms (message, record, request body)
-	// and the embedded server's block caches, which may hold the whole
-	// stream while it is read and written. 16 MiB covers everything else.
-	publisherBytes := 2 * (pcfg.HandoffSize + pcfg.Publishers*pcfg.Window) * recordSize
-	workerBytes := 3 * wcfg.Workers * wcfg.FetchBatch * recordSize
+	// publisher's hand-off and in-flight window (record, encoding and packed
+	// message), each worker's fetched batch in three forms (message, record,
+	// request body) and the embedded server's block caches, which may hold
+	// the whole stream while it is read and written. A fetch holds up to
+	// FetchBatch messages of up to DefaultMessageBytes, within MaxFetchBytes
+	// plus one message. 16 MiB covers everything else.
+	publisherBytes := 3 * (pcfg.HandoffSize + pcfg.Publishers*pcfg.Window) * recordSize
+	fetchBytes := min(wcfg.FetchBatch*DefaultMessageBytes, DefaultMaxFetchBytes+DefaultMessageBytes)
+	workerBytes := 3 * wcfg.Workers * fetchBytes
 	heapBound := baseHeap + uint64(16<<20+queueBytes+publisherBytes+workerBytes)
 	goroutineBound := baseline + 64
 

@@ -403,12 +403,6 @@ func (w *Workers) pause(d time.Duration) {
 	}
 }
 
-// item is one fetched record.
-type item struct {
-	msg jetstream.Msg
-	rec *capturepb.Record
-}
-
 // process groups a fetched batch by destination and collector, screens each
 // group (post-queue workflow, admission, preview), posts what remains in
 // chunks of at most MaxBatchInputs, and settles every record.
@@ -424,17 +418,21 @@ func (w *Workers) process(ctx context.Context, msgs []jetstream.Msg) time.Durati
 
 	groups := map[DestinationRef][]item{}
 	var order []DestinationRef
+	var deliveries []*delivery
+	records := 0
 	for _, msg := range msgs {
-		rec := &capturepb.Record{}
-		if err := proto.Unmarshal(msg.Data(), rec); err != nil {
-			w.fail(ctx, item{msg: msg}, ReasonDecodeFailed, err)
-			continue
+		items := w.decode(ctx, msg)
+		if len(items) > 0 {
+			deliveries = append(deliveries, items[0].d)
 		}
-		ref := DestinationRef{UserID: rec.GetUserId(), AppID: rec.GetAppId(), CollectorID: rec.GetCollectorId()}
-		if _, seen := groups[ref]; !seen {
-			order = append(order, ref)
+		for _, it := range items {
+			ref := DestinationRef{UserID: it.rec.GetUserId(), AppID: it.rec.GetAppId(), CollectorID: it.rec.GetCollectorId()}
+			if _, seen := groups[ref]; !seen {
+				order = append(order, ref)
+			}
+			groups[ref] = append(groups[ref], it)
+			records++
 		}
-		groups[ref] = append(groups[ref], item{msg: msg, rec: rec})
 	}
 
 	deferred, wait := 0, w.cfg.MaxDeferredPause
@@ -449,10 +447,54 @@ func (w *Workers) process(ctx context.Context, msgs []jetstream.Msg) time.Durati
 			items = items[n:]
 		}
 	}
-	if deferred < len(msgs) {
+	w.returnUnsettled(deliveries)
+
+	if deferred < records {
 		return 0
 	}
 	return wait
+}
+
+// returnUnsettled returns to the stream, at once, a message with a record
+// that no stage settled. That is a bug, and without this the message would
+// wait for the consumer's ack wait.
+func (w *Workers) returnUnsettled(deliveries []*delivery) {
+	for _, d := range deliveries {
+		if d.pending > 0 {
+			w.logger.Error("records left unsettled; the message is returned to the stream",
+				"records", d.records, "unsettled", d.pending)
+			d.pending = 0
+			_ = d.msg.Nak()
+		}
+	}
+}
+
+// decode returns the records of a fetched message. A message that is to
+// wait (HeaderNotBefore) is returned to the stream and yields none. A
+// message whose data cannot be split into records is dead-lettered whole,
+// and a record that cannot be decoded is dead-lettered alone.
+func (w *Workers) decode(ctx context.Context, msg jetstream.Msg) []item {
+	if w.waitNotBefore(msg) {
+		return nil
+	}
+
+	parts, err := messageRecords(msg.Headers(), msg.Data())
+	if err != nil {
+		w.fail(ctx, item{d: newDelivery(msg, 1), data: msg.Data()}, ReasonDecodeFailed, err)
+		return nil
+	}
+
+	d := newDelivery(msg, len(parts))
+	items := make([]item, 0, len(parts))
+	for _, data := range parts {
+		rec := &capturepb.Record{}
+		if err := proto.Unmarshal(data, rec); err != nil {
+			w.fail(ctx, item{d: d, data: data}, ReasonDecodeFailed, err)
+			continue
+		}
+		items = append(items, item{d: d, rec: rec, data: data})
+	}
+	return items
 }
 
 // chunk returns how many of items the next post takes: at most
@@ -460,7 +502,7 @@ func (w *Workers) process(ctx context.Context, msgs []jetstream.Msg) time.Durati
 func (w *Workers) chunk(items []item) int {
 	size := 0
 	for i, it := range items {
-		size += len(it.msg.Data())
+		size += len(it.data)
 		if i == w.cfg.MaxBatchInputs || (i > 0 && size > w.cfg.MaxBatchBytes) {
 			return i
 		}
@@ -488,6 +530,7 @@ func (w *Workers) keepalive(msgs []jetstream.Msg) (stop func()) {
 			case <-done:
 				return
 			case <-ticker.C:
+				// A message settled or returned already ignores this.
 				for _, msg := range msgs {
 					_ = msg.InProgress()
 				}
@@ -620,10 +663,8 @@ func (w *Workers) settle(ctx context.Context, it item, r Result) {
 			result = attemptDuplicate
 		}
 		w.metrics.attempt(ctx, result, 1)
-		if err := it.msg.Ack(); err != nil {
-			w.logger.Warn("ack failed; the record will be delivered again", "record_id", it.rec.GetId(), "error", err)
-		}
 		w.captures.Add(ctx, telemetry.OutcomeDelivered, "", 1)
+		w.done(ctx, it)
 	case Permanent:
 		w.metrics.attempt(ctx, attemptPermanent, 1)
 		w.fail(ctx, it, r.Reason, r.Err)
@@ -638,7 +679,7 @@ func (w *Workers) settle(ctx context.Context, it item, r Result) {
 // r.Reason when set (the screening stage names what kept failing), else
 // ReasonMaxDeliver.
 func (w *Workers) retry(ctx context.Context, it item, r Result) {
-	attempts := deliveries(it.msg)
+	attempts := it.d.attempts
 	if maxDeliver := w.q.cfg.MaxDeliver; maxDeliver > 0 && attempts >= uint64(maxDeliver) {
 		reason := ReasonMaxDeliver
 		if r.Reason != "" {
@@ -651,13 +692,10 @@ func (w *Workers) retry(ctx context.Context, it item, r Result) {
 	// A worker shutting down hands its records back at once, so the next
 	// worker need not wait for the retry delay.
 	if ctx.Err() != nil {
-		_ = it.msg.Nak()
+		w.deliverAgain(ctx, it, 0, true)
 		return
 	}
-	if err := it.msg.NakWithDelay(w.retryDelay(attempts, r.RetryAfter)); err != nil {
-		w.logger.Warn("nak failed; the record will be delivered again after the ack wait",
-			"record_id", it.rec.GetId(), "error", err)
-	}
+	w.deliverAgain(ctx, it, w.retryDelay(attempts, r.RetryAfter), false)
 }
 
 // retryDelay returns the destination's Retry-After, capped at
@@ -676,19 +714,30 @@ func (w *Workers) retryDelay(attempts uint64, retryAfter time.Duration) time.Dur
 }
 
 // fail publishes a record to the dead-letter stream with its reason and
-// attempt count, then terminates it in the capture stream. When the
-// dead-letter publish fails, the record stays in the capture stream.
+// attempt count, and settles it. When the dead-letter publish fails, the
+// record stays in the capture stream.
+//
+// A message that cannot be split into records is dead-lettered whole, with
+// its HeaderRecords, so that a replay restores it as it was.
 func (w *Workers) fail(ctx context.Context, it item, reason string, cause error) {
-	attempts := deliveries(it.msg)
+	attempts := it.d.attempts
 	recordID := it.rec.GetId()
 	if recordID == "" {
-		if meta, err := it.msg.Metadata(); err == nil {
+		if meta, err := it.d.msg.Metadata(); err == nil {
 			recordID = "seq-" + strconv.FormatUint(meta.Sequence.Stream, 10)
 		}
 	}
 
 	dead := nats.NewMsg(w.q.DeadLetterSubject(it.rec.GetUserId(), it.rec.GetAppId()))
-	dead.Data = it.msg.Data()
+	dead.Data = it.data
+	if it.rec == nil {
+		// The record's destination is unknown, so its dead letter keeps the
+		// subject of the message it came in.
+		dead.Subject = w.q.deadLetterSubjectOf(it.d.msg.Subject())
+		if n := it.d.msg.Headers().Get(HeaderRecords); n != "" && len(it.data) == len(it.d.msg.Data()) {
+			dead.Header.Set(HeaderRecords, n)
+		}
+	}
 	dead.Header.Set(HeaderReason, reason)
 	dead.Header.Set(HeaderAttempts, strconv.FormatUint(attempts, 10))
 	dead.Header.Set(HeaderFailedAt, time.Now().UTC().Format(time.RFC3339Nano))
@@ -699,25 +748,13 @@ func (w *Workers) fail(ctx context.Context, it item, reason string, cause error)
 	if _, err := w.q.js.PublishMsg(pubCtx, dead, jetstream.WithMsgID(recordID)); err != nil {
 		w.logger.Error("dead-letter publish failed; the record stays queued",
 			"record_id", recordID, "reason", reason, "error", err)
-		_ = it.msg.NakWithDelay(w.retryDelay(attempts, 0))
+		w.deliverAgain(ctx, it, w.retryDelay(attempts, 0), false)
 		return
 	}
 
-	if err := it.msg.TermWithReason(reason); err != nil {
-		w.logger.Warn("term failed; the record will be dead-lettered again", "record_id", recordID, "error", err)
-	}
 	w.captures.Add(ctx, telemetry.OutcomeFailed, reason, 1)
 	w.logger.Warn("record dead-lettered",
 		"record_id", recordID, "user_id", it.rec.GetUserId(), "app_id", it.rec.GetAppId(),
 		"reason", reason, "attempts", attempts, "error", cause)
-}
-
-// deliveries returns how many times JetStream delivered the message,
-// counting this delivery.
-func deliveries(msg jetstream.Msg) uint64 {
-	meta, err := msg.Metadata()
-	if err != nil {
-		return 1
-	}
-	return meta.NumDelivered
+	w.deadLettered(ctx, it, reason)
 }

@@ -368,7 +368,7 @@ func TestWorkers_RestartDeliversQueued(t *testing.T) {
 
 	second := openEnv(t, dir, QueueConfig{})
 	defer second.close(t)
-	if got := second.streamMsgs(t, second.queue.StreamName()); got != uint64(len(recs)) {
+	if got := second.streamRecords(t, second.queue.StreamName()); got != uint64(len(recs)) {
 		t.Fatalf("after restart the stream holds %d records, want %d", got, len(recs))
 	}
 	store := newMemInputs()
@@ -386,7 +386,7 @@ func TestWorkers_QueueDepthGauge(t *testing.T) {
 	fake.script = func(int) (int, http.Header, bool) {
 		return http.StatusTooManyRequests, http.Header{"Retry-After": {"3600"}}, true
 	}
-	env.publishAll(t, newRecords("u1", "a1", "c1", 5))
+	env.publishEach(t, newRecords("u1", "a1", "c1", 5))
 	w := env.workers(t, env.remote(t, fake, staticKeys{"u1/a1/c1": testKey}), fastWorkerConfig())
 	// A fetch may hold only some of the records: the rest are then deferred
 	// by the open breaker without an attempt of their own.
@@ -407,7 +407,7 @@ func TestWorkers_BacklogEndDoesNotWaitFetchWait(t *testing.T) {
 	env := openEnv(t, t.TempDir(), QueueConfig{})
 	defer env.close(t)
 
-	env.publishAll(t, newRecords("u1", "a1", "c1", 15))
+	env.publishEach(t, newRecords("u1", "a1", "c1", 15))
 	store := newMemInputs()
 	cfg := fastWorkerConfig()
 	cfg.Workers = 1
@@ -522,7 +522,7 @@ func TestWorkers_CloseDeadlineReturnsRecords(t *testing.T) {
 		t.Errorf("settled %d records, want 0", got)
 	}
 	// The records went back to the stream for the next worker.
-	if got := env.streamMsgs(t, env.queue.StreamName()); got != 3 {
+	if got := env.streamRecords(t, env.queue.StreamName()); got != 3 {
 		t.Errorf("stream holds %d records, want 3", got)
 	}
 }
