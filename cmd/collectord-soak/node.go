@@ -21,10 +21,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/collectord/collectord/internal/ingest"
-	"github.com/collectord/collectord/internal/pb/capturepb"
 	"github.com/collectord/collectord/internal/store"
 )
 
@@ -286,11 +284,13 @@ func (n *node) queuedMarkers(ctx context.Context) (map[string]bool, error) {
 		if err != nil {
 			return nil, fmt.Errorf("capture stream sequence %d: %w", seq, err)
 		}
-		rec := &capturepb.Record{}
-		if err := proto.Unmarshal(msg.Data, rec); err != nil {
-			return nil, fmt.Errorf("capture stream sequence %d is not a record: %w", seq, err)
+		recs, err := ingest.DecodeMessage(msg.Header, msg.Data)
+		if err != nil {
+			return nil, fmt.Errorf("capture stream sequence %d: %w", seq, err)
 		}
-		ids[rec.GetInput().GetId()] = true
+		for _, rec := range recs {
+			ids[rec.GetInput().GetId()] = true
+		}
 	}
 	return ids, nil
 }

@@ -8,13 +8,16 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"google.golang.org/protobuf/encoding/protowire"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/collectord/collectord/internal/pb/capturepb"
 )
 
 // A capture stream message holds one record, or several records of one
-// collector packed by the publisher. Packing shares JetStream's work per
-// message (store, deduplication, acknowledgement, and the removal of an
-// acknowledged message from the work queue) among the records: with 1 KiB
-// records that work costs more than storing the inputs.
+// collector packed by the publisher. JetStream stores, deduplicates,
+// acknowledges and, in a work queue, removes each message. Packing shares
+// that work among the records, because with 1 KiB records it costs more
+// than storing the inputs.
 //
 // A packed message carries HeaderRecords, and its data is the encoding of a
 // message with one field, `repeated collectord.capture.v1.Record records = 1`.
@@ -62,6 +65,23 @@ func messageRecords(h nats.Header, data []byte) ([][]byte, error) {
 		return [][]byte{data}, nil
 	}
 	return unpack(data)
+}
+
+// DecodeMessage returns the records of a capture stream message with these
+// headers and data, for tools that read the stream directly.
+func DecodeMessage(h nats.Header, data []byte) ([]*capturepb.Record, error) {
+	parts, err := messageRecords(h, data)
+	if err != nil {
+		return nil, err
+	}
+	records := make([]*capturepb.Record, len(parts))
+	for i, part := range parts {
+		records[i] = &capturepb.Record{}
+		if err := proto.Unmarshal(part, records[i]); err != nil {
+			return nil, fmt.Errorf("record %d of %d: %w", i+1, len(parts), err)
+		}
+	}
+	return records, nil
 }
 
 // unpack splits a packed message's data into its encoded records.

@@ -226,6 +226,37 @@ func TestUnpack(t *testing.T) {
 	}
 }
 
+func TestDecodeMessage(t *testing.T) {
+	recs := newRecords("u1", "a1", "c1", 2)
+	var packed []byte
+	for _, rec := range recs {
+		data, _, err := encodeRecord(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		packed = appendPacked(packed, data)
+	}
+	header := nats.Header{HeaderRecords: {"2"}}
+
+	got, err := DecodeMessage(header, packed)
+	if err != nil {
+		t.Fatalf("DecodeMessage(packed): %v", err)
+	}
+	if len(got) != 2 || got[0].GetId() != recs[0].GetId() || got[1].GetId() != recs[1].GetId() {
+		t.Errorf("DecodeMessage(packed) = %v, want %s and %s", got, recs[0].GetId(), recs[1].GetId())
+	}
+
+	single, _, _ := encodeRecord(recs[0])
+	got, err = DecodeMessage(nats.Header{}, single)
+	if err != nil || len(got) != 1 || got[0].GetId() != recs[0].GetId() {
+		t.Errorf("DecodeMessage(single) = %v, %v, want %s", got, err, recs[0].GetId())
+	}
+
+	if _, err := DecodeMessage(header, appendPacked(nil, []byte{0x0a, 0x01, 0xff})); err == nil {
+		t.Error("DecodeMessage(invalid record) succeeded, want an error")
+	}
+}
+
 // publishRaw publishes data as a packed message of the capture stream.
 func publishRaw(t *testing.T, env *env, data []byte, records string) {
 	t.Helper()
