@@ -204,6 +204,44 @@ func TestWorkers_MalformedPackedMessageDeadLetteredWhole(t *testing.T) {
 	}
 }
 
+// TestWorkers_WaitingMessageDoesNotPause fetches a message that waits out
+// its Not-Before time alone. The worker returns it to the stream and goes
+// on: a record published meanwhile is not held up by MaxDeferredPause.
+func TestWorkers_WaitingMessageDoesNotPause(t *testing.T) {
+	env := openEnv(t, t.TempDir(), QueueConfig{})
+	defer env.close(t)
+
+	waiting := newRecord("u1", "a1", "c1", 1)
+	data, _, _ := encodeRecord(waiting)
+	notBefore := time.Now().Add(500 * time.Millisecond)
+	msg := nats.NewMsg(env.queue.Subject("u1", "a1"))
+	msg.Data = data
+	msg.Header.Set(HeaderNotBefore, notBefore.UTC().Format(time.RFC3339Nano))
+	if _, err := env.queue.JetStream().PublishMsg(context.Background(), msg); err != nil {
+		t.Fatalf("publish: %v", err)
+	}
+
+	dest := newFlakyDestination()
+	cfg := fastWorkerConfig()
+	cfg.Workers = 1
+	cfg.MaxDeferredPause = time.Minute
+	w := env.workers(t, dest, cfg)
+	defer closeWithin(t, "workers", w.Close)
+
+	// Let the worker fetch the waiting message alone, then queue another.
+	time.Sleep(100 * time.Millisecond)
+	env.publishAll(t, []*capturepb.Record{newRecord("u1", "a1", "c1", 2)})
+	waitFor(t, "both records delivered", func() bool { return dest.delivered() == 2 })
+
+	_, times := dest.snapshot()
+	if at := times[waiting.GetId()][0]; at.Before(notBefore) {
+		t.Errorf("waiting record posted %s before its Not-Before time", notBefore.Sub(at))
+	}
+	if took := time.Since(notBefore); took > 20*time.Second {
+		t.Errorf("records delivered %s after the Not-Before time, want well under MaxDeferredPause %s", took, cfg.MaxDeferredPause)
+	}
+}
+
 func TestUnpack(t *testing.T) {
 	a, b := []byte("first"), []byte("second")
 	records, err := unpack(appendPacked(appendPacked(nil, a), b))

@@ -449,7 +449,7 @@ func (w *Workers) process(ctx context.Context, msgs []jetstream.Msg) time.Durati
 	}
 	w.returnUnsettled(deliveries)
 
-	if deferred < records {
+	if deferred == 0 || deferred < records {
 		return 0
 	}
 	return wait
