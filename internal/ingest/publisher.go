@@ -308,13 +308,15 @@ func (p *Publisher) add(batch []outgoing, rec *capturepb.Record, size int) ([]ou
 type message struct {
 	records []outgoing
 	data    []byte
+	// packedSize is the size of the records packed together.
+	packedSize int
 	// id deduplicates the message in the stream's duplicate window.
 	id string
 }
 
 // single returns the message of one record.
 func single(out outgoing) message {
-	return message{records: []outgoing{out}, data: out.data, id: out.rec.GetId()}
+	return message{records: []outgoing{out}, data: out.data, packedSize: packedSize(len(out.data)), id: out.rec.GetId()}
 }
 
 // pack groups a window's records by collector into messages of at most
@@ -328,6 +330,7 @@ func (p *Publisher) pack(batch []outgoing) []message {
 		i, ok := open[ref]
 		if ok && p.fits(messages[i], out) {
 			messages[i].records = append(messages[i].records, out)
+			messages[i].packedSize += packedSize(len(out.data))
 			continue
 		}
 		open[ref] = len(messages)
@@ -336,7 +339,7 @@ func (p *Publisher) pack(batch []outgoing) []message {
 
 	for i := range messages {
 		if len(messages[i].records) > 1 {
-			messages[i] = packRecords(messages[i].records)
+			packRecords(&messages[i])
 		}
 	}
 	return messages
@@ -347,27 +350,19 @@ func (p *Publisher) fits(m message, out outgoing) bool {
 	if len(m.records) >= p.cfg.MessageRecords {
 		return false
 	}
-	size := packedSize(len(out.data))
-	for _, r := range m.records {
-		size += packedSize(len(r.data))
-	}
-	return size <= p.cfg.MessageBytes
+	return m.packedSize+packedSize(len(out.data)) <= p.cfg.MessageBytes
 }
 
-// packRecords returns the packed message of records. Its ID names the
-// first and last records and their count, so that publishing the same
-// records again is deduplicated.
-func packRecords(records []outgoing) message {
-	size := 0
-	for _, r := range records {
-		size += packedSize(len(r.data))
+// packRecords sets the data of a message of several records to their packed
+// form. Its ID names the first and last records and their count, so that
+// publishing the same records again is deduplicated.
+func packRecords(m *message) {
+	m.data = make([]byte, 0, m.packedSize)
+	for _, r := range m.records {
+		m.data = appendPacked(m.data, r.data)
 	}
-	data := make([]byte, 0, size)
-	for _, r := range records {
-		data = appendPacked(data, r.data)
-	}
-	first, last := records[0].rec.GetId(), records[len(records)-1].rec.GetId()
-	return message{records: records, data: data, id: first + "+" + strconv.Itoa(len(records)) + "+" + last}
+	first, last := m.records[0].rec.GetId(), m.records[len(m.records)-1].rec.GetId()
+	m.id = first + "+" + strconv.Itoa(len(m.records)) + "+" + last
 }
 
 // inflight is one message published asynchronously.
