@@ -117,6 +117,34 @@ func TestWorkers_PartialRetryPostsOthersOnce(t *testing.T) {
 	}
 }
 
+// TestWorkers_KeepaliveKeepsNakDelay fetches two messages. The first is
+// returned with a 6 s Retry-After while the post of the second takes long
+// enough for in-progress acknowledgements. Those must skip the returned
+// message (nats.go v1.56.0 sends none after a nak): JetStream restarts the
+// ack wait on one, which would bring the record back after the 1 s ack wait
+// instead.
+func TestWorkers_KeepaliveKeepsNakDelay(t *testing.T) {
+	env := openEnv(t, t.TempDir(), QueueConfig{AckWait: time.Second})
+	defer env.close(t)
+
+	retried, slow := newRecord("u1", "a1", "c1", 1), newRecord("u1", "a1", "c2", 2)
+	dest := newFlakyDestination(retried.GetId())
+	dest.retryAfter = 6 * time.Second
+	dest.slowCollector, dest.slowFor = "c2", 1500*time.Millisecond
+	env.publishAll(t, []*capturepb.Record{retried, slow})
+
+	cfg := fastWorkerConfig()
+	cfg.Workers = 1
+	w := env.workers(t, dest, cfg)
+	defer closeWithin(t, "workers", w.Close)
+	waitFor(t, "both records delivered", func() bool { return dest.delivered() == 2 })
+
+	_, times := dest.snapshot()
+	if gap := times[retried.GetId()][1].Sub(times[retried.GetId()][0]); gap < 5*time.Second {
+		t.Errorf("record posted again after %s, want the Retry-After of 6s", gap)
+	}
+}
+
 func TestWorkers_PackedRecordDeadLetteredAlone(t *testing.T) {
 	env := openEnv(t, t.TempDir(), QueueConfig{})
 	defer env.close(t)
@@ -160,12 +188,12 @@ func TestWorkers_PackedBadRecordDeadLetteredAlone(t *testing.T) {
 			t.Fatal(err)
 		}
 		data = appendPacked(data, encoded)
-		if i == 0 {
+		if i < 2 {
 			// Not a Record: its ID is not valid UTF-8.
 			data = appendPacked(data, []byte{0x0a, 0x01, 0xff})
 		}
 	}
-	publishRaw(t, env, data, "4")
+	publishRaw(t, env, data, "5")
 
 	store := newMemInputs()
 	w := env.workers(t, NewLocalDestination(store), fastWorkerConfig())
@@ -175,8 +203,12 @@ func TestWorkers_PackedBadRecordDeadLetteredAlone(t *testing.T) {
 	if got := store.count(); got != len(good) {
 		t.Errorf("stored %d inputs, want the %d good records", got, len(good))
 	}
-	if got := env.metrics.captures(t, telemetry.OutcomeFailed, ReasonDecodeFailed); got != 1 {
-		t.Errorf("dead-lettered as %s = %d, want 1", ReasonDecodeFailed, got)
+	if got := env.metrics.captures(t, telemetry.OutcomeFailed, ReasonDecodeFailed); got != 2 {
+		t.Errorf("dead-lettered as %s = %d, want 2", ReasonDecodeFailed, got)
+	}
+	// Each bad record keeps a dead letter of its own.
+	if got := env.streamMsgs(t, env.queue.DeadLetterStreamName()); got != 2 {
+		t.Errorf("dead-letter stream holds %d messages, want 2", got)
 	}
 }
 
@@ -312,6 +344,11 @@ func publishRaw(t *testing.T, env *env, data []byte, records string) {
 type flakyDestination struct {
 	flaky     map[string]bool
 	permanent map[string]bool
+	// retryAfter is the Retry-After of a flaky record's failure.
+	retryAfter time.Duration
+	// Posts for slowCollector take slowFor.
+	slowCollector string
+	slowFor       time.Duration
 
 	mu     sync.Mutex
 	posted map[string][]time.Time
@@ -328,7 +365,10 @@ func newFlakyDestination(ids ...string) *flakyDestination {
 
 func (d *flakyDestination) MaxPostInputs() int { return MaxLocalInputsPerPost }
 
-func (d *flakyDestination) Post(_ context.Context, _ DestinationRef, recs []*capturepb.Record) []Result {
+func (d *flakyDestination) Post(_ context.Context, ref DestinationRef, recs []*capturepb.Record) []Result {
+	if ref.CollectorID == d.slowCollector {
+		time.Sleep(d.slowFor)
+	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
 
@@ -341,7 +381,7 @@ func (d *flakyDestination) Post(_ context.Context, _ DestinationRef, recs []*cap
 			continue
 		}
 		if d.flaky[id] && len(d.posted[id]) == 1 {
-			results[i] = Result{Outcome: Retryable, Err: errors.New("flaky")}
+			results[i] = Result{Outcome: Retryable, RetryAfter: d.retryAfter, Err: errors.New("flaky")}
 			continue
 		}
 		d.stored[id] = true

@@ -16,6 +16,8 @@ type item struct {
 	d    *delivery
 	rec  *capturepb.Record
 	data []byte
+	// index is the record's position in its message.
+	index int
 }
 
 // delivery is one fetched message and the settlement of its records. The

@@ -486,13 +486,13 @@ func (w *Workers) decode(ctx context.Context, msg jetstream.Msg) []item {
 
 	d := newDelivery(msg, len(parts))
 	items := make([]item, 0, len(parts))
-	for _, data := range parts {
+	for i, data := range parts {
 		rec := &capturepb.Record{}
 		if err := proto.Unmarshal(data, rec); err != nil {
-			w.fail(ctx, item{d: d, data: data}, ReasonDecodeFailed, err)
+			w.fail(ctx, item{d: d, data: data, index: i}, ReasonDecodeFailed, err)
 			continue
 		}
-		items = append(items, item{d: d, rec: rec, data: data})
+		items = append(items, item{d: d, rec: rec, data: data, index: i})
 	}
 	return items
 }
@@ -530,7 +530,9 @@ func (w *Workers) keepalive(msgs []jetstream.Msg) (stop func()) {
 			case <-done:
 				return
 			case <-ticker.C:
-				// A message settled or returned already ignores this.
+				// nats.go sends none for a message already acked or
+				// returned: JetStream would restart its ack wait, even
+				// after a nak with a delay, and cut the delay short.
 				for _, msg := range msgs {
 					_ = msg.InProgress()
 				}
@@ -723,8 +725,13 @@ func (w *Workers) fail(ctx context.Context, it item, reason string, cause error)
 	attempts := it.d.attempts
 	recordID := it.rec.GetId()
 	if recordID == "" {
+		// Each record of a packed message needs an ID of its own, or the
+		// dead-letter stream would drop the second as a duplicate.
 		if meta, err := it.d.msg.Metadata(); err == nil {
 			recordID = "seq-" + strconv.FormatUint(meta.Sequence.Stream, 10)
+			if it.d.records > 1 {
+				recordID += "." + strconv.Itoa(it.index)
+			}
 		}
 	}
 
